@@ -1,0 +1,14 @@
+//! rawsnoop: an exec tracer over BPF ring buffers and perf buffers, with its own
+//! ELF/BTF loader and raw syscalls (no libbpf).
+//!
+//! Layers flow one way:
+//! - [`sys`]: raw syscalls (`bpf(2)`, `perf_event_open(2)`, mmap, epoll, tracefs). Knows nothing above it.
+//! - [`loader`]: ELF/BTF parsing into specs (no kernel), then loading specs through `sys`.
+//! - [`ringbuf`], [`perfbuf`]: consumers over the mmap'd pages, using `sys` only.
+//! - [`tracer`], [`event`], [`output`]: the exec tracer the CLI (`main.rs`) drives.
+
+pub mod sys;
+pub mod loader;
+pub mod ringbuf;
+pub mod perfbuf;
+pub mod objects;
