@@ -6,9 +6,13 @@
 //! - [`loader`]: ELF/BTF parsing into specs (no kernel), then loading specs through `sys`.
 //! - [`ringbuf`], [`perfbuf`]: consumers over the mmap'd pages, using `sys` only.
 //! - [`tracer`], [`event`], [`output`]: the exec tracer the CLI (`main.rs`) drives.
+//! - [`objects`]: the BPF objects built from `bpf/` and embedded in the binary.
 
-pub mod sys;
+pub mod event;
 pub mod loader;
-pub mod ringbuf;
-pub mod perfbuf;
 pub mod objects;
+pub mod output;
+pub mod perfbuf;
+pub mod ringbuf;
+pub mod sys;
+pub mod tracer;

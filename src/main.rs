@@ -1,1 +1,208 @@
-fn main() {}
+//! The rawsnoop command line: trace execs over one of three transports, and more.
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Parser, Subcommand};
+
+use rawsnoop::output;
+use rawsnoop::perfbuf::Wakeup;
+use rawsnoop::sys;
+use rawsnoop::tracer::{Lost, Tracer, TracerError, TracerOptions, Transport};
+
+/// Trace every exec on the machine through BPF, printing `TIME EVENT PID COMM FILENAME`.
+///
+/// Three transports carry the same event from the kernel: a BPF ring buffer written in place
+/// (--ringbuf-reserve, the default), a ring buffer fed by a copy (--ringbuf), or the per-CPU
+/// perf buffer (--perfbuf). Needs root, or CAP_BPF and CAP_PERFMON.
+#[derive(Parser, Debug)]
+#[command(name = "rawsnoop", version, args_conflicts_with_subcommands = true)]
+#[command(group(ArgGroup::new("transport").args(["ringbuf_reserve", "ringbuf", "perfbuf"])))]
+struct Cli {
+    /// Ring buffer with bpf_ringbuf_reserve()/bpf_ringbuf_submit() (default).
+    #[arg(long)]
+    ringbuf_reserve: bool,
+    /// Ring buffer with bpf_ringbuf_output() from a per-CPU scratch map.
+    #[arg(long)]
+    ringbuf: bool,
+    /// Per-CPU perf buffer with bpf_perf_event_output().
+    #[arg(long)]
+    perfbuf: bool,
+
+    /// Print one JSON object per event instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many events.
+    #[arg(short = 'c', long, value_name = "N")]
+    count: Option<u64>,
+    /// Exit after this many seconds.
+    #[arg(short = 'd', long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Use this BPF object instead of the built-in one (needs a tracepoint program, a
+    /// ringbuf or perf event array map, and the demo's `struct event`).
+    #[arg(long, value_name = "PATH")]
+    object: Option<PathBuf>,
+    /// Perf buffer pages per CPU (a power of two).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    perf_pages: usize,
+    /// Perf buffer: wake up when this many bytes are waiting instead of on every record
+    /// (much cheaper under load; a 100 ms poll still drains the rest).
+    #[arg(long, value_name = "BYTES")]
+    perf_watermark: Option<u32>,
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    #[arg(long, value_name = "BYTES")]
+    ringbuf_size: Option<u32>,
+    /// Say more: warnings, how the program attached, whole verifier logs.
+    #[arg(short, long)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {}
+
+fn transport(cli: &Cli) -> Transport {
+    if cli.perfbuf {
+        Transport::Perfbuf
+    } else if cli.ringbuf {
+        Transport::RingbufOutput
+    } else {
+        Transport::RingbufReserve
+    }
+}
+
+fn report_lost(lost: Lost) {
+    match lost {
+        Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
+        Lost::Bpf { count } => eprintln!("Lost {count} events (the BPF program found the buffer full)"),
+    }
+}
+
+fn trace(cli: &Cli) -> Result<()> {
+    let mut opts = TracerOptions::new(transport(cli));
+    if let Some(path) = &cli.object {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        opts.object = Some(bytes);
+    }
+    if !cli.perf_pages.is_power_of_two() {
+        anyhow::bail!("--perf-pages must be a power of two (got {})", cli.perf_pages);
+    }
+    opts.perf_pages = cli.perf_pages;
+    if let Some(w) = cli.perf_watermark {
+        opts.perf_wakeup = Wakeup::Watermark(w);
+    }
+    opts.ringbuf_size = cli.ringbuf_size;
+    sys::signal::install_stop_handlers().context("installing signal handlers")?;
+    let mut tracer = Tracer::open(&opts)?;
+    if cli.verbose {
+        for w in &tracer.warnings {
+            eprintln!("rawsnoop: warning: {w}");
+        }
+        eprintln!("rawsnoop: attached with {} over {}", tracer.link_kind(), opts.transport.name());
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if !cli.json {
+        writeln!(out, "{}", output::header())?;
+    }
+    out.flush()?;
+    let deadline = cli.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut seen = 0u64;
+    let mut write_err: Option<io::Error> = None;
+    while !sys::signal::stop_requested() {
+        if deadline.is_some_and(|d| Instant::now() >= d) || cli.count.is_some_and(|c| seen >= c) {
+            break;
+        }
+        let res = tracer.poll(
+            Some(Duration::from_millis(100)),
+            |e| {
+                if cli.count.is_some_and(|c| seen >= c) {
+                    return ControlFlow::Break(());
+                }
+                let line = if cli.json {
+                    output::json_line(sys::time::unix_time(), &e)
+                } else {
+                    output::text_line(&sys::time::local_hms(), &e)
+                };
+                seen += 1;
+                match writeln!(out, "{line}") {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(err) => {
+                        write_err = Some(err);
+                        ControlFlow::Break(())
+                    }
+                }
+            },
+            report_lost,
+        );
+        match res {
+            Ok(_) => {}
+            Err(TracerError::RingBuf(e)) if is_interrupted(&e.to_string()) => {}
+            Err(TracerError::PerfBuf(e)) if is_interrupted(&e.to_string()) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if write_err.is_none() {
+            if let Err(e) = out.flush() {
+                write_err = Some(e);
+            }
+        }
+        if let Some(e) = write_err.take() {
+            // A closed stdout (`rawsnoop | head -3`) ends the trace quietly.
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("writing to stdout");
+        }
+    }
+    Ok(())
+}
+
+/// The error and its causes, skipping a cause whose text the message already contains
+/// (our typed errors often quote their source).
+fn render(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+fn is_interrupted(msg: &str) -> bool {
+    msg.contains("Interrupted")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match &cli.command {
+        None => trace(&cli),
+        Some(_) => Ok(()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.verbose {
+                if let Some(rawsnoop::tracer::TracerError::Load(rawsnoop::loader::load::LoadError::Verifier {
+                    log, ..
+                })) = e.downcast_ref::<TracerError>()
+                {
+                    eprintln!("Full verifier log:\n{log}");
+                }
+            }
+            eprintln!("rawsnoop: error: {}", render(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -11,3 +11,5 @@ pub mod reloc;
 pub mod spec;
 
 pub use spec::*;
+pub mod attach;
+pub mod load;

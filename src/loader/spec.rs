@@ -1,1 +1,338 @@
-//! (in progress)
+//! The loader's pure output: an [`ObjectSpec`] parsed from an ELF BPF object, with no kernel involved.
+//!
+//! [`ObjectSpec::parse`] validates the ELF (EM_BPF, ELF64, little endian), finds programs by section
+//! name, map definitions (`.maps` BTF maps, legacy `maps`, global data sections), links `.text`
+//! subprograms into each program that calls them, converts `.BTF.ext` func/line info to instruction
+//! units of the final stream and records the map relocations that `load.rs` applies once map fds exist.
+
+use crate::loader::btf::{Btf, FuncInfo, LineInfo};
+
+/// `src_reg` of an `ld_imm64` whose imm is a map fd.
+pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `src_reg` of an `ld_imm64` whose insn[0].imm is a map fd and insn[1].imm an offset into its value.
+pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
+/// `src_reg` of a `call` to a bpf-to-bpf subprogram (imm = relative instruction offset).
+pub const BPF_PSEUDO_CALL: u8 = 1;
+/// `src_reg` of an `ld_imm64` loading the address of a subprogram (callbacks).
+pub const BPF_PSEUDO_FUNC: u8 = 4;
+
+/// `BPF_LD | BPF_IMM | BPF_DW`: the first half of a 16-byte `ld_imm64`.
+pub const OP_LD_IMM64: u8 = 0x18;
+/// `BPF_JMP | BPF_CALL`.
+pub const OP_CALL: u8 = 0x85;
+
+/// `BPF_MAP_TYPE_ARRAY`, used for global data maps.
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
+pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
+/// `BPF_F_RDONLY_PROG`: the program may only read the map (set on `.rodata*` maps, as libbpf does).
+pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+
+/// One 8-byte BPF instruction, laid out exactly as the kernel's `struct bpf_insn`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Insn {
+    pub code: u8,
+    /// dst register in the low 4 bits, src register in the high 4 bits.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+impl Insn {
+    /// Destination register (low nibble of `regs`).
+    pub fn dst(&self) -> u8 {
+        self.regs & 0x0f
+    }
+    /// Source register (high nibble of `regs`).
+    pub fn src(&self) -> u8 {
+        self.regs >> 4
+    }
+    /// Replace the source register, keeping the destination.
+    pub fn set_src(&mut self, s: u8) {
+        self.regs = (self.regs & 0x0f) | ((s & 0x0f) << 4);
+    }
+    /// First half of a 16-byte `ld_imm64` (`BPF_LD | BPF_IMM | BPF_DW`).
+    pub fn is_ld_imm64(&self) -> bool {
+        self.code == OP_LD_IMM64
+    }
+    /// A bpf-to-bpf call (`call` with `src_reg == BPF_PSEUDO_CALL`).
+    pub fn is_pseudo_call(&self) -> bool {
+        self.code == OP_CALL && self.src() == BPF_PSEUDO_CALL
+    }
+    /// Decode one instruction from 8 little-endian bytes.
+    pub fn from_bytes(b: [u8; 8]) -> Insn {
+        Insn {
+            code: b[0],
+            regs: b[1],
+            off: i16::from_le_bytes([b[2], b[3]]),
+            imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    /// Encode as 8 little-endian bytes (the kernel's layout on little-endian hosts).
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let off = self.off.to_le_bytes();
+        let imm = self.imm.to_le_bytes();
+        [
+            self.code, self.regs, off[0], off[1], imm[0], imm[1], imm[2], imm[3],
+        ]
+    }
+}
+
+/// Where a program attaches, when the section name says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachPoint {
+    /// `tp/<category>/<name>` or `tracepoint/<category>/<name>`.
+    Tracepoint { category: String, name: String },
+    /// Nothing parsed from the section name (the caller decides, e.g. from `ProgramSpec::section`).
+    None,
+}
+
+/// What an `ld_imm64` must be patched to once map fds exist (done by `load.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocKind {
+    /// insn.imm = fd of `maps[map]`, src_reg = `BPF_PSEUDO_MAP_FD`.
+    Map { map: usize },
+    /// insn[0].imm = fd of `maps[map]`, insn[1].imm = `offset`, src_reg = `BPF_PSEUDO_MAP_VALUE`.
+    MapValue { map: usize, offset: u32 },
+}
+
+/// A map relocation at `ProgramSpec::insns[insn]` (always the first half of an `ld_imm64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reloc {
+    pub insn: usize,
+    pub kind: RelocKind,
+}
+
+/// One loadable program: its instructions with `.text` subprograms linked after it.
+#[derive(Debug, Clone)]
+pub struct ProgramSpec {
+    /// The FUNC symbol name.
+    pub name: String,
+    /// The ELF section (SEC name) it came from.
+    pub section: String,
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub attach: AttachPoint,
+    /// The program followed by every `.text` subprogram it (transitively) calls, calls fixed up.
+    pub insns: Vec<Insn>,
+    /// Map relocations still to apply (fds are known only at load time).
+    pub relocs: Vec<Reloc>,
+    /// `insn_off` in instruction units of `insns` (what PROG_LOAD wants). Empty when unavailable.
+    pub func_info: Vec<FuncInfo>,
+    /// `insn_off` in instruction units of `insns`. Empty when unavailable.
+    pub line_info: Vec<LineInfo>,
+    pub func_info_rec_size: u32,
+    pub line_info_rec_size: u32,
+}
+
+/// Where a map definition came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapOrigin {
+    /// A VAR in the `.maps` DATASEC.
+    BtfMaps,
+    /// A `struct bpf_map_def` record in the `maps` section.
+    Legacy,
+    /// A `.data*` / `.rodata*` / `.bss*` section.
+    GlobalData,
+}
+
+/// One map to create.
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    /// Full name (the kernel keeps only the first 15 bytes: `load.rs` truncates).
+    pub name: String,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    /// 0 for a `PERF_EVENT_ARRAY` without `max_entries`: the loader fills in the number of CPUs.
+    pub max_entries: u32,
+    pub flags: u32,
+    /// 0 when none.
+    pub btf_key_type_id: u32,
+    /// 0 when none.
+    pub btf_value_type_id: u32,
+    /// Initial value for `.data*` / `.rodata*` maps; `None` otherwise (including `.bss`).
+    pub initial: Option<Vec<u8>>,
+    /// Freeze after writing `initial` (`.rodata*`).
+    pub freeze: bool,
+    pub origin: MapOrigin,
+    /// ELF section holding the definition (or the data).
+    pub section: String,
+}
+
+/// What an ELF section is, for `inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionKind {
+    /// Executable code: a program section or `.text` (subprograms).
+    Program,
+    /// `.maps` or legacy `maps`.
+    Maps,
+    /// `.data*`, `.rodata*`, `.bss*`.
+    Data,
+    /// `.BTF` or `.BTF.ext`.
+    Btf,
+    /// `license` or `version`.
+    License,
+    /// `SHT_REL` / `SHT_RELA`.
+    Reloc,
+    /// Anything else (symbols, strings, debug info, ...).
+    Other,
+}
+
+impl SectionKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SectionKind::Program => "program",
+            SectionKind::Maps => "maps",
+            SectionKind::Data => "data",
+            SectionKind::Btf => "btf",
+            SectionKind::License => "license",
+            SectionKind::Reloc => "reloc",
+            SectionKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for SectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ELF section, for `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// ELF section index.
+    pub index: usize,
+    pub name: String,
+    pub kind: SectionKind,
+    /// `sh_size` (for NOBITS sections, the size in memory).
+    pub size: u64,
+}
+
+/// Everything needed to load a BPF object, parsed without the kernel.
+#[derive(Debug, Clone)]
+pub struct ObjectSpec {
+    pub license: String,
+    /// From the optional `version` section, else 0.
+    pub kern_version: u32,
+    pub programs: Vec<ProgramSpec>,
+    pub maps: Vec<MapSpec>,
+    /// `.BTF` after `fixup_datasecs`; `None` if absent or unusable (the reason is in `warnings`).
+    pub btf: Option<Btf>,
+    pub sections: Vec<SectionInfo>,
+    pub warnings: Vec<String>,
+}
+
+impl ObjectSpec {
+    /// Parse an ELF BPF object. Never panics on hostile input.
+    pub fn parse(data: &[u8]) -> Result<ObjectSpec, ParseError> {
+        crate::loader::elf::parse_object(data)
+    }
+
+    /// The program whose FUNC symbol is `name`.
+    pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// The map called `name` (full, untruncated name).
+    pub fn map(&self, name: &str) -> Option<&MapSpec> {
+        self.maps.iter().find(|m| m.name == name)
+    }
+
+    /// Index of the map called `name` in `maps` (what `RelocKind` refers to).
+    pub fn map_index(&self, name: &str) -> Option<usize> {
+        self.maps.iter().position(|m| m.name == name)
+    }
+}
+
+/// Why an object could not be turned into an [`ObjectSpec`].
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not an ELF file ({0}); pass a BPF object compiled with `clang -target bpf -c`")]
+    NotElf(String),
+    #[error(
+        "ELF class is {found}, expected ELF64; recompile with `clang -target bpf` (not bpfel32/-m32)"
+    )]
+    WrongClass { found: String },
+    #[error("ELF data encoding is {found}, expected little endian; recompile with `-target bpf` or `bpfel` (not bpfeb)")]
+    WrongEndian { found: String },
+    #[error("ELF machine is {found} ({machine}), expected EM_BPF (247); this is not a BPF object: compile with `clang -target bpf`")]
+    WrongMachine { machine: u16, found: String },
+    #[error("malformed ELF: {what}; the object file is truncated or corrupt, rebuild it")]
+    Malformed { what: String },
+    #[error("section `{section}`: {what}")]
+    Section { section: String, what: String },
+    #[error("symbol `{symbol}` (section `{section}`): {what}")]
+    Symbol {
+        symbol: String,
+        section: String,
+        what: String,
+    },
+    #[error("relocation in `{section}` at offset {offset:#x} (symbol `{symbol}`): {what}")]
+    Reloc {
+        section: String,
+        offset: u64,
+        symbol: String,
+        what: String,
+    },
+    #[error("map `{map}` (section `{section}`): {what}")]
+    Map {
+        map: String,
+        section: String,
+        what: String,
+    },
+    #[error("program `{program}` (section `{section}`): {what}")]
+    Program {
+        program: String,
+        section: String,
+        what: String,
+    },
+    #[error("BTF is required for {what} but unusable: {reason}; compile with `-g` and a clang that emits BTF")]
+    BtfRequired { what: String, reason: String },
+}
+
+impl ParseError {
+    pub(crate) fn section(section: &str, what: impl Into<String>) -> ParseError {
+        ParseError::Section {
+            section: section.to_string(),
+            what: what.into(),
+        }
+    }
+    pub(crate) fn map(map: &str, section: &str, what: impl Into<String>) -> ParseError {
+        ParseError::Map {
+            map: map.to_string(),
+            section: section.to_string(),
+            what: what.into(),
+        }
+    }
+    pub(crate) fn malformed(what: impl Into<String>) -> ParseError {
+        ParseError::Malformed { what: what.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insn_regs_roundtrip() {
+        let mut i = Insn::from_bytes([0x18, 0x21, 0xfe, 0xff, 0x78, 0x56, 0x34, 0x12]);
+        assert_eq!(i.code, 0x18);
+        assert_eq!(i.dst(), 1);
+        assert_eq!(i.src(), 2);
+        assert_eq!(i.off, -2);
+        assert_eq!(i.imm, 0x1234_5678);
+        assert!(i.is_ld_imm64());
+        i.set_src(BPF_PSEUDO_MAP_VALUE + 1);
+        assert_eq!(i.src(), 3);
+        assert_eq!(i.dst(), 1);
+        assert_eq!(
+            Insn::from_bytes(i.to_bytes()),
+            i,
+            "encode/decode must round-trip"
+        );
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+}

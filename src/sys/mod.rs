@@ -1,10 +1,13 @@
 //! Raw system calls and the kernel ABI structures they take. Nothing here knows
-//! about ELF, BTF specs, events or the CLI. Every function returns `std::io::Result`;
-//! the layers above add context.
+//! about ELF, BTF specs, events or the CLI. Every function returns `std::io::Result`
+//! (or a plain value); the layers above add context.
 
 pub mod bpf;
 pub mod cpus;
 pub mod epoll;
+pub mod kernel;
 pub mod mmap;
 pub mod perf;
+pub mod signal;
+pub mod time;
 pub mod tracefs;

@@ -1,0 +1,1 @@
+//! Unit tests of parsing, queries and encoding.

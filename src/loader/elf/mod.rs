@@ -1,0 +1,537 @@
+//! ELF side of the loader: a bounds-checked view of a BPF object's sections, symbols and relocations
+//! (through the `object` crate), section-name -> program type, and [`parse_object`], which ties
+//! `maps` and `reloc` together into an [`ObjectSpec`].
+
+use std::collections::HashMap;
+
+use object::elf::{self as E, FileHeader64};
+use object::read::elf::{FileHeader, SectionHeader, Sym};
+use object::{LittleEndian as LE, SectionIndex};
+
+use crate::loader::btf::{self, Btf, BtfExt};
+use crate::loader::spec::*;
+use crate::loader::{maps, reloc};
+
+/// `EM_BPF`.
+pub const EM_BPF: u16 = 247;
+/// `SHF_EXECINSTR`.
+const SHF_EXECINSTR: u64 = 0x4;
+
+/// One ELF section. `data` is empty for NOBITS (`.bss`); `size` is `sh_size` either way.
+#[derive(Debug)]
+pub(crate) struct Section<'a> {
+    pub index: usize,
+    pub name: String,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub size: u64,
+    pub data: &'a [u8],
+}
+
+impl Section<'_> {
+    pub fn is_exec(&self) -> bool {
+        self.sh_type == E::SHT_PROGBITS && self.flags & SHF_EXECINSTR != 0
+    }
+}
+
+/// One ELF symbol. `section` is `None` for undefined / absolute / common symbols.
+#[derive(Debug)]
+pub(crate) struct Symbol {
+    pub name: String,
+    pub value: u64,
+    pub size: u64,
+    pub section: Option<usize>,
+    pub kind: u8,
+}
+
+impl Symbol {
+    pub fn is_section(&self) -> bool {
+        self.kind == E::STT_SECTION
+    }
+    pub fn is_func(&self) -> bool {
+        self.kind == E::STT_FUNC
+    }
+}
+
+/// One `Elf64_Rel` entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelEntry {
+    pub offset: u64,
+    pub r_type: u32,
+    pub sym: usize,
+}
+
+/// A parsed, bounds-checked ELF object.
+pub(crate) struct ElfObject<'a> {
+    pub sections: Vec<Section<'a>>,
+    pub symbols: Vec<Symbol>,
+    /// Target section index -> (name of the relocation section, entries).
+    pub rels: HashMap<usize, (String, Vec<RelEntry>)>,
+}
+
+fn bad(what: &str) -> impl FnOnce(object::read::Error) -> ParseError + '_ {
+    move |e| ParseError::malformed(format!("{what}: {e}"))
+}
+
+/// Check the identification bytes and machine, with errors that name what was found.
+fn check_header(data: &[u8]) -> Result<&FileHeader64<LE>, ParseError> {
+    let ident = data
+        .get(..16)
+        .ok_or_else(|| ParseError::NotElf(format!("only {} bytes", data.len())))?;
+    if ident.get(..4) != Some(&E::ELFMAG[..]) {
+        return Err(ParseError::NotElf("bad magic, expected \\x7fELF".into()));
+    }
+    match ident.get(4).copied() {
+        Some(E::ELFCLASS64) => {}
+        Some(E::ELFCLASS32) => {
+            return Err(ParseError::WrongClass {
+                found: "ELF32".into(),
+            })
+        }
+        other => {
+            return Err(ParseError::WrongClass {
+                found: format!("unknown class {other:?}"),
+            })
+        }
+    }
+    match ident.get(5).copied() {
+        Some(E::ELFDATA2LSB) => {}
+        Some(E::ELFDATA2MSB) => {
+            return Err(ParseError::WrongEndian {
+                found: "big endian".into(),
+            })
+        }
+        other => {
+            return Err(ParseError::WrongEndian {
+                found: format!("unknown encoding {other:?}"),
+            })
+        }
+    }
+    let header = FileHeader64::<LE>::parse(data).map_err(bad("ELF header"))?;
+    let machine = header.e_machine(LE);
+    if machine != EM_BPF {
+        let found = match machine {
+            E::EM_X86_64 => "EM_X86_64",
+            E::EM_386 => "EM_386",
+            E::EM_AARCH64 => "EM_AARCH64",
+            E::EM_ARM => "EM_ARM",
+            E::EM_RISCV => "EM_RISCV",
+            E::EM_PPC64 => "EM_PPC64",
+            E::EM_S390 => "EM_S390",
+            _ => "another architecture",
+        };
+        return Err(ParseError::WrongMachine {
+            machine,
+            found: found.into(),
+        });
+    }
+    if header.e_type(LE) != E::ET_REL {
+        return Err(ParseError::malformed(format!(
+            "e_type is {}, expected ET_REL (1): pass the object from `clang -c`, not a linked file",
+            header.e_type(LE)
+        )));
+    }
+    Ok(header)
+}
+
+impl<'a> ElfObject<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<ElfObject<'a>, ParseError> {
+        let header = check_header(data)?;
+        let table = header.sections(LE, data).map_err(bad("section headers"))?;
+        let mut sections = Vec::with_capacity(table.len());
+        for (idx, sh) in table.enumerate() {
+            let name = table.section_name(LE, sh).map_err(bad("section name"))?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            let sh_type = sh.sh_type(LE);
+            let sec_data = if sh_type == E::SHT_NOBITS {
+                &[][..]
+            } else {
+                sh.data(LE, data).map_err(|e| {
+                    ParseError::section(&name, format!("data outside the file: {e}"))
+                })?
+            };
+            sections.push(Section {
+                index: idx.0,
+                name,
+                sh_type,
+                flags: sh.sh_flags(LE),
+                size: sh.sh_size(LE),
+                data: sec_data,
+            });
+        }
+
+        let symtab = table
+            .symbols(LE, data, E::SHT_SYMTAB)
+            .map_err(bad("symbol table"))?;
+        let mut symbols = Vec::with_capacity(symtab.len());
+        for (idx, sym) in symtab.enumerate() {
+            let name = symtab.symbol_name(LE, sym).map_err(bad("symbol name"))?;
+            let section = symtab
+                .symbol_section(LE, sym, idx)
+                .map_err(bad("symbol section index"))?
+                .map(|s: SectionIndex| s.0)
+                .filter(|&s| s < sections.len());
+            symbols.push(Symbol {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value: sym.st_value(LE),
+                size: sym.st_size(LE),
+                section,
+                kind: sym.st_type(),
+            });
+        }
+
+        let mut rels = HashMap::new();
+        for (idx, sh) in table.enumerate() {
+            let sec_name = sections
+                .get(idx.0)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            if sh.sh_type(LE) == E::SHT_RELA {
+                return Err(ParseError::section(
+                    &sec_name,
+                    "RELA relocations are not used by BPF objects; rebuild with clang -target bpf",
+                ));
+            }
+            let Some((entries, _link)) = sh
+                .rel(LE, data)
+                .map_err(|e| ParseError::section(&sec_name, format!("bad relocations: {e}")))?
+            else {
+                continue;
+            };
+            let target = sh.sh_info(LE) as usize;
+            if target == 0 || target >= sections.len() {
+                return Err(ParseError::section(
+                    &sec_name,
+                    format!("sh_info {target} names no section"),
+                ));
+            }
+            let mut list = Vec::with_capacity(entries.len());
+            for r in entries {
+                let sym = r.r_sym(LE) as usize;
+                if sym >= symbols.len() {
+                    return Err(ParseError::Reloc {
+                        section: sec_name.clone(),
+                        offset: r.r_offset.get(LE),
+                        symbol: format!("#{sym}"),
+                        what: format!("symbol index out of range ({} symbols)", symbols.len()),
+                    });
+                }
+                list.push(RelEntry {
+                    offset: r.r_offset.get(LE),
+                    r_type: r.r_type(LE),
+                    sym,
+                });
+            }
+            rels.insert(target, (sec_name, list));
+        }
+        Ok(ElfObject {
+            sections,
+            symbols,
+            rels,
+        })
+    }
+
+    pub fn section_by_name(&self, name: &str) -> Option<&Section<'a>> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    pub fn section_name(&self, index: Option<usize>) -> &str {
+        index
+            .and_then(|i| self.sections.get(i))
+            .map(|s| s.name.as_str())
+            .unwrap_or("<none>")
+    }
+
+    /// Symbols defined in section `index`, excluding the section symbol itself.
+    pub fn symbols_in(&self, index: usize) -> impl Iterator<Item = &Symbol> {
+        self.symbols
+            .iter()
+            .filter(move |s| s.section == Some(index) && !s.is_section() && s.kind != E::STT_FILE)
+    }
+}
+
+/// What a section name says about the program type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgKind {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub attach: AttachPoint,
+}
+
+pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+pub const BPF_PROG_TYPE_KPROBE: u32 = 2;
+pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+pub const BPF_PROG_TYPE_SCHED_ACT: u32 = 4;
+pub const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+pub const BPF_PROG_TYPE_XDP: u32 = 6;
+pub const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
+pub const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+pub const BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: u32 = 24;
+pub const BPF_PROG_TYPE_TRACING: u32 = 26;
+pub const BPF_PROG_TYPE_LSM: u32 = 29;
+pub const BPF_PROG_TYPE_SYSCALL: u32 = 31;
+pub const BPF_TRACE_RAW_TP: u32 = 23;
+pub const BPF_TRACE_FENTRY: u32 = 24;
+pub const BPF_TRACE_FEXIT: u32 = 25;
+pub const BPF_MODIFY_RETURN: u32 = 26;
+pub const BPF_LSM_MAC: u32 = 27;
+pub const BPF_TRACE_ITER: u32 = 28;
+
+/// Program type from a SEC name, libbpf-style (`tp/sched/sched_process_exec`, `kprobe/...`, `xdp`, ...).
+/// `None` for names we do not know.
+pub fn classify_section(name: &str) -> Option<ProgKind> {
+    let simple = |prog_type, expected_attach_type| ProgKind {
+        prog_type,
+        expected_attach_type,
+        attach: AttachPoint::None,
+    };
+    // (prefix ending in '/', type, expected attach type)
+    const PREFIXED: &[(&str, u32, u32)] = &[
+        ("kprobe/", BPF_PROG_TYPE_KPROBE, 0),
+        ("kretprobe/", BPF_PROG_TYPE_KPROBE, 0),
+        ("uprobe/", BPF_PROG_TYPE_KPROBE, 0),
+        ("uretprobe/", BPF_PROG_TYPE_KPROBE, 0),
+        ("ksyscall/", BPF_PROG_TYPE_KPROBE, 0),
+        ("kretsyscall/", BPF_PROG_TYPE_KPROBE, 0),
+        ("raw_tp/", BPF_PROG_TYPE_RAW_TRACEPOINT, 0),
+        ("raw_tracepoint/", BPF_PROG_TYPE_RAW_TRACEPOINT, 0),
+        ("raw_tp.w/", BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE, 0),
+        (
+            "raw_tracepoint.w/",
+            BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE,
+            0,
+        ),
+        ("tp_btf/", BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP),
+        ("fentry/", BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY),
+        ("fexit/", BPF_PROG_TYPE_TRACING, BPF_TRACE_FEXIT),
+        ("fmod_ret/", BPF_PROG_TYPE_TRACING, BPF_MODIFY_RETURN),
+        ("iter/", BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER),
+        ("lsm/", BPF_PROG_TYPE_LSM, BPF_LSM_MAC),
+    ];
+    for tp in ["tp/", "tracepoint/"] {
+        if let Some(rest) = name.strip_prefix(tp) {
+            let attach = match rest.split_once('/') {
+                Some((c, n)) if !c.is_empty() && !n.is_empty() && !n.contains('/') => {
+                    AttachPoint::Tracepoint {
+                        category: c.to_string(),
+                        name: n.to_string(),
+                    }
+                }
+                _ => AttachPoint::None,
+            };
+            return Some(ProgKind {
+                prog_type: BPF_PROG_TYPE_TRACEPOINT,
+                expected_attach_type: 0,
+                attach,
+            });
+        }
+    }
+    for &(prefix, t, a) in PREFIXED {
+        if name.starts_with(prefix) {
+            return Some(simple(t, a));
+        }
+    }
+    // Bare names, optionally followed by `/anything`.
+    let base = name.split('/').next().unwrap_or(name);
+    let t = match base {
+        "kprobe" | "kretprobe" | "uprobe" | "uretprobe" => BPF_PROG_TYPE_KPROBE,
+        "socket" => BPF_PROG_TYPE_SOCKET_FILTER,
+        "xdp" => BPF_PROG_TYPE_XDP,
+        "perf_event" => BPF_PROG_TYPE_PERF_EVENT,
+        "tc" | "classifier" => BPF_PROG_TYPE_SCHED_CLS,
+        "action" => BPF_PROG_TYPE_SCHED_ACT,
+        "syscall" => BPF_PROG_TYPE_SYSCALL,
+        _ => return None,
+    };
+    Some(simple(t, 0))
+}
+
+/// Is `name` a global data section (`.data*`, `.rodata*`, `.bss*`)?
+pub(crate) fn is_data_section(name: &str) -> bool {
+    [".data", ".rodata", ".bss"]
+        .iter()
+        .any(|p| name == *p || name.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+}
+
+fn section_kind(s: &Section<'_>) -> SectionKind {
+    if s.sh_type == E::SHT_REL || s.sh_type == E::SHT_RELA {
+        SectionKind::Reloc
+    } else if s.is_exec() {
+        SectionKind::Program
+    } else if s.name == ".maps" || s.name == "maps" {
+        SectionKind::Maps
+    } else if is_data_section(&s.name) {
+        SectionKind::Data
+    } else if s.name == ".BTF" || s.name == ".BTF.ext" {
+        SectionKind::Btf
+    } else if s.name == "license" || s.name == "version" {
+        SectionKind::License
+    } else {
+        SectionKind::Other
+    }
+}
+
+fn parse_license(elf: &ElfObject<'_>) -> Result<String, ParseError> {
+    let Some(sec) = elf.section_by_name("license") else {
+        return Ok(String::new());
+    };
+    let end = sec.data.iter().position(|&b| b == 0).ok_or_else(|| {
+        ParseError::section("license", "not NUL-terminated (declare it as a char array)")
+    })?;
+    let text = sec.data.get(..end).unwrap_or_default();
+    std::str::from_utf8(text)
+        .map(str::to_string)
+        .map_err(|_| ParseError::section("license", "not valid UTF-8"))
+}
+
+fn parse_version(elf: &ElfObject<'_>) -> Result<u32, ParseError> {
+    let Some(sec) = elf.section_by_name("version") else {
+        return Ok(0);
+    };
+    let bytes: [u8; 4] = sec.data.try_into().map_err(|_| {
+        ParseError::section(
+            "version",
+            format!("is {} bytes, expected a 4-byte u32", sec.data.len()),
+        )
+    })?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+/// Parse `.BTF` and apply `fixup_datasecs`; any failure becomes a warning and `None`.
+fn parse_btf(elf: &ElfObject<'_>, warnings: &mut Vec<String>) -> Option<Btf> {
+    let sec = elf.section_by_name(".BTF")?;
+    let mut parsed = match Btf::parse(sec.data) {
+        Ok(b) => b,
+        Err(e) => {
+            warnings.push(format!(".BTF unusable, continuing without BTF: {e}"));
+            return None;
+        }
+    };
+    let mut offsets: HashMap<(&str, &str), u64> = HashMap::new();
+    for sym in &elf.symbols {
+        if sym.is_section() || sym.name.is_empty() {
+            continue;
+        }
+        if let Some(sec) = sym.section.and_then(|i| elf.sections.get(i)) {
+            offsets.insert((sec.name.as_str(), sym.name.as_str()), sym.value);
+        }
+    }
+    let sec_size = |name: &str| -> Option<u32> {
+        elf.section_by_name(name)
+            .and_then(|s| u32::try_from(s.size).ok())
+    };
+    let sym_offset = |sec: &str, sym: &str| -> Option<u32> {
+        offsets
+            .get(&(sec, sym))
+            .and_then(|&v| u32::try_from(v).ok())
+    };
+    if let Err(e) = btf::fixup_datasecs(&mut parsed, &sec_size, &sym_offset) {
+        warnings.push(format!(
+            ".BTF DATASEC fixup failed, continuing without BTF: {e}"
+        ));
+        return None;
+    }
+    Some(parsed)
+}
+
+fn parse_btf_ext(
+    elf: &ElfObject<'_>,
+    btf: Option<&Btf>,
+    warnings: &mut Vec<String>,
+) -> Option<BtfExt> {
+    let sec = elf.section_by_name(".BTF.ext")?;
+    let btf = btf?;
+    match BtfExt::parse(sec.data, btf) {
+        Ok(ext) => Some(ext),
+        Err(e) => {
+            warnings.push(format!(
+                ".BTF.ext unusable, programs load without func/line info: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Bytes -> [`ObjectSpec`]: see the module docs of [`crate::loader::spec`].
+pub(crate) fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
+    let elf = ElfObject::parse(data)?;
+    let mut warnings = Vec::new();
+    let license = parse_license(&elf)?;
+    let kern_version = parse_version(&elf)?;
+    let btf = parse_btf(&elf, &mut warnings);
+    let ext = parse_btf_ext(&elf, btf.as_ref(), &mut warnings);
+
+    let found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
+
+    let sections: Vec<SectionInfo> = elf
+        .sections
+        .iter()
+        .filter(|s| s.index != 0)
+        .map(|s| SectionInfo {
+            index: s.index,
+            name: s.name.clone(),
+            kind: section_kind(s),
+            size: s.size,
+        })
+        .collect();
+
+    let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?;
+    let mut programs = Vec::new();
+    for sec in elf.sections.iter().filter(|s| s.is_exec()) {
+        if sec.name == ".text" {
+            continue;
+        }
+        let Some(kind) = classify_section(&sec.name) else {
+            warnings.push(format!(
+                "section `{}`: unknown program type, its programs are skipped",
+                sec.name
+            ));
+            continue;
+        };
+        if kind.prog_type == BPF_PROG_TYPE_TRACEPOINT && kind.attach == AttachPoint::None {
+            warnings.push(format!(
+                "section `{}`: tracepoint without `<category>/<name>`, attach point unknown",
+                sec.name
+            ));
+        }
+        let mut funcs: Vec<&Symbol> = elf.symbols_in(sec.index).filter(|s| s.is_func()).collect();
+        funcs.sort_by_key(|s| s.value);
+        if funcs.is_empty() && sec.size > 0 {
+            warnings.push(format!(
+                "section `{}`: code without a FUNC symbol, skipped",
+                sec.name
+            ));
+        }
+        for sym in funcs {
+            let linked = linker.link(sec, sym, &mut warnings)?;
+            programs.push(ProgramSpec {
+                name: sym.name.clone(),
+                section: sec.name.clone(),
+                prog_type: kind.prog_type,
+                expected_attach_type: kind.expected_attach_type,
+                attach: kind.attach.clone(),
+                insns: linked.insns,
+                relocs: linked.relocs,
+                func_info_rec_size: if linked.func_info.is_empty() { 0 } else { 8 },
+                line_info_rec_size: if linked.line_info.is_empty() { 0 } else { 16 },
+                func_info: linked.func_info,
+                line_info: linked.line_info,
+            });
+        }
+    }
+
+    Ok(ObjectSpec {
+        license,
+        kern_version,
+        programs,
+        maps: found.maps,
+        btf,
+        sections,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod tests;

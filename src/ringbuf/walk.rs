@@ -1,0 +1,432 @@
+//! Walking the records of a BPF ring buffer through raw pointers to its shared state.
+//!
+//! Layout (the counterpart is `struct bpf_ringbuf` in kernel/bpf/ringbuf.c):
+//! - page 0: `consumer_pos` (u64, written by us, mapped read-write);
+//! - page 1: `producer_pos` (u64, written by the kernel, mapped read-only);
+//! - page 2..: the data area of `size` bytes (a power of two), mapped TWICE in a row, so a
+//!   record that starts near the end continues past it contiguously and never needs copying.
+//!
+//! Positions are free-running byte counters; `pos & (size - 1)` is the offset in the data
+//! area. Each record starts with an 8-byte header `{ u32 len; u32 pg_off; }`; `len` carries
+//! the BUSY bit (reserved, not yet committed) and the DISCARD bit (committed but dropped).
+//! Records are 8-byte aligned: the next one starts `round_up(len + 8, 8)` bytes later.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::RingBufError;
+
+/// Header bit: the producer reserved this record and has not committed it yet.
+pub const BUSY_BIT: u32 = 1 << 31;
+/// Header bit: the producer committed this record as discarded; skip it but consume it.
+pub const DISCARD_BIT: u32 = 1 << 30;
+/// Size of the record header.
+pub const HDR_SZ: u64 = 8;
+
+/// Raw view of one ring's shared state. Holds no ownership; the owner (`RingBuf`, or a test's
+/// fake mapping) keeps the memory alive for as long as the view is used.
+#[derive(Debug)]
+pub(crate) struct RingView {
+    consumer_pos: *const AtomicU64,
+    producer_pos: *const AtomicU64,
+    data: *const u8,
+    size: u64,
+}
+
+/// What one drain pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Drain {
+    /// Records handed to the callback (discarded records are not counted).
+    pub delivered: usize,
+    /// The callback returned `Break`; committed records may remain.
+    pub broke: bool,
+}
+
+impl RingView {
+    /// # Safety
+    /// - `consumer_pos` and `producer_pos` point to 8-byte aligned u64s that stay valid (and
+    ///   `consumer_pos` writable) for the life of the view;
+    /// - `data` points to `2 * size` readable bytes, 8-byte aligned, where byte `i + size`
+    ///   always equals byte `i` (the double mapping), valid for the life of the view;
+    /// - `size` is a power of two, at least 16;
+    /// - only this view (one consumer) ever writes `consumer_pos`.
+    pub(crate) unsafe fn new(
+        consumer_pos: *const AtomicU64,
+        producer_pos: *const AtomicU64,
+        data: *const u8,
+        size: u64,
+    ) -> RingView {
+        debug_assert!(size.is_power_of_two() && size >= 16);
+        RingView {
+            consumer_pos,
+            producer_pos,
+            data,
+            size,
+        }
+    }
+
+    fn consumer(&self) -> &AtomicU64 {
+        // SAFETY: per the constructor's contract the pointer is valid, aligned and live.
+        unsafe { &*self.consumer_pos }
+    }
+
+    fn producer(&self) -> &AtomicU64 {
+        // SAFETY: per the constructor's contract the pointer is valid, aligned and live.
+        unsafe { &*self.producer_pos }
+    }
+
+    /// Our consumer position. Relaxed: we are its only writer, so we always see our own last
+    /// store; for a pinned/reused ring this is where the previous consumer stopped.
+    pub(crate) fn consumer_pos(&self) -> u64 {
+        self.consumer().load(Ordering::Relaxed)
+    }
+
+    /// The producer position. Acquire pairs with the kernel's
+    /// `smp_store_release(&rb->producer_pos, new_prod_pos)` in `__bpf_ringbuf_reserve`: every
+    /// header below that position (at least its BUSY-marked reservation) is then visible.
+    pub(crate) fn producer_pos(&self) -> u64 {
+        self.producer().load(Ordering::Acquire)
+    }
+
+    /// Bytes reserved by the producer and not yet consumed (committed, busy or discarded).
+    pub(crate) fn available(&self) -> u64 {
+        self.producer_pos().saturating_sub(self.consumer_pos())
+    }
+
+    /// The header word of the record at position `pos`. Acquire pairs with the commit's
+    /// `xchg(&hdr->len, new_len)` (a full barrier, and store-release on older kernels): once
+    /// BUSY is seen clear, the record's payload written before the commit is visible.
+    fn header_len(&self, pos: u64) -> u32 {
+        let off = pos & (self.size - 1);
+        // SAFETY: off < size and off is 8-aligned (positions advance in multiples of 8 and the
+        // data area is 8-aligned), so the u32 at data+off is inside the mapping and aligned.
+        // The kernel writes it concurrently, hence the atomic load.
+        unsafe { (*self.data.add(off as usize).cast::<AtomicU32>()).load(Ordering::Acquire) }
+    }
+
+    /// True if the record at the consumer position is committed (not BUSY): calling
+    /// [`RingView::drain`] would make progress.
+    pub(crate) fn head_committed(&self) -> bool {
+        let cons = self.consumer_pos();
+        cons < self.producer_pos() && self.header_len(cons) & BUSY_BIT == 0
+    }
+
+    /// One pass over the records present when it starts: hands each committed, non-discarded
+    /// record's payload to `f`, skips discarded ones, stops at a BUSY record, after `f` says
+    /// `Break`, or at a corrupt header. Publishes the new consumer position once, at the end
+    /// (also when returning an error, for the records already handed out).
+    pub(crate) fn drain<F>(&self, f: &mut F) -> Result<Drain, RingBufError>
+    where
+        F: FnMut(&[u8]) -> ControlFlow<()>,
+    {
+        let start = self.consumer_pos();
+        let prod = self.producer_pos();
+        let mut cons = start;
+        let mut out = Drain::default();
+        let mut result = Ok(());
+        while cons < prod {
+            let word = self.header_len(cons);
+            if word & BUSY_BIT != 0 {
+                // Records are published in order: nothing after a busy one may be consumed.
+                break;
+            }
+            let len = word & !(BUSY_BIT | DISCARD_BIT);
+            let total = (u64::from(len) + HDR_SZ + 7) & !7;
+            if total > self.size || total > prod - cons {
+                result = Err(RingBufError::CorruptHeader {
+                    pos: cons,
+                    len,
+                    limit: (prod - cons).min(self.size),
+                });
+                break;
+            }
+            if word & DISCARD_BIT == 0 {
+                let off = (cons & (self.size - 1)) + HDR_SZ;
+                // SAFETY: off + len <= (size - 1) + total <= 2 * size, inside the double
+                // mapping, where the bytes are contiguous. The record is committed (BUSY clear,
+                // seen with Acquire) and lies below our unpublished consumer position, so the
+                // kernel will not reuse these bytes until we store consumer_pos after the
+                // callback returns: the borrow cannot observe concurrent writes.
+                let rec = unsafe {
+                    std::slice::from_raw_parts(self.data.add(off as usize), len as usize)
+                };
+                out.delivered += 1;
+                cons += total;
+                if f(rec).is_break() {
+                    out.broke = true;
+                    break;
+                }
+            } else {
+                cons += total;
+            }
+        }
+        if cons != start {
+            // Release pairs with the kernel's smp_load_acquire(&rb->consumer_pos) in
+            // __bpf_ringbuf_reserve (space check) and bpf_ringbuf_commit (wakeup check): our
+            // reads of the consumed records happen before the producer may overwrite them.
+            self.consumer().store(cons, Ordering::Release);
+        }
+        result.map(|()| out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! Heap memory laid out like the kernel's ring: a consumer word, a producer word and a
+    //! doubled data area kept in sync by the writer, as the double mapping would.
+    use super::*;
+
+    pub struct FakeRing {
+        cons: Box<AtomicU64>,
+        prod: Box<AtomicU64>,
+        data: *mut u8,
+        _data_buf: Vec<u64>,
+        pub size: u64,
+    }
+
+    impl FakeRing {
+        pub fn new(size: u64) -> FakeRing {
+            let mut data_buf = vec![0u64; (2 * size / 8) as usize];
+            let data = data_buf.as_mut_ptr().cast::<u8>();
+            FakeRing {
+                cons: Box::new(AtomicU64::new(0)),
+                prod: Box::new(AtomicU64::new(0)),
+                data,
+                _data_buf: data_buf,
+                size,
+            }
+        }
+
+        /// A fake ring whose positions start at `pos` (a reused/pinned ring).
+        pub fn at(size: u64, pos: u64) -> FakeRing {
+            let r = FakeRing::new(size);
+            r.cons.store(pos, Ordering::Relaxed);
+            r.prod.store(pos, Ordering::Relaxed);
+            r
+        }
+
+        pub fn view(&self) -> RingView {
+            // SAFETY: the boxes and the buffer live as long as `self`, which every test keeps
+            // alive while using the view; the buffer is u64-aligned and 2*size bytes.
+            unsafe { RingView::new(&*self.cons, &*self.prod, self.data, self.size) }
+        }
+
+        fn put(&self, pos: u64, bytes: &[u8]) {
+            for (i, b) in bytes.iter().enumerate() {
+                let o = ((pos + i as u64) % self.size) as usize;
+                // SAFETY: o and o + size are < 2 * size, inside data_buf.
+                unsafe {
+                    *self.data.add(o) = *b;
+                    *self.data.add(o + self.size as usize) = *b;
+                }
+            }
+        }
+
+        /// Reserves and writes a record with header word `len | flags`; returns its position.
+        pub fn push_raw(&self, payload: &[u8], flags: u32, header_len: u32) -> u64 {
+            let pos = self.prod.load(Ordering::Relaxed);
+            let mut hdr = [0u8; 8];
+            hdr[..4].copy_from_slice(&(header_len | flags).to_ne_bytes());
+            self.put(pos, &hdr);
+            self.put(pos + 8, payload);
+            let total = (payload.len() as u64 + 8 + 7) & !7;
+            self.prod.store(pos + total, Ordering::Release);
+            pos
+        }
+
+        pub fn push(&self, payload: &[u8]) -> u64 {
+            self.push_raw(payload, 0, payload.len() as u32)
+        }
+
+        /// Rewrites the header flags of the record at `pos` (e.g. commit a BUSY record).
+        pub fn set_flags(&self, pos: u64, len: u32, flags: u32) {
+            self.put(pos, &(len | flags).to_ne_bytes());
+        }
+
+        pub fn cons(&self) -> u64 {
+            self.cons.load(Ordering::Relaxed)
+        }
+
+        pub fn prod(&self) -> u64 {
+            self.prod.load(Ordering::Relaxed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeRing;
+    use super::*;
+
+    fn collect(view: &RingView) -> (Vec<Vec<u8>>, Result<Drain, RingBufError>) {
+        let mut got = Vec::new();
+        let r = view.drain(&mut |rec: &[u8]| {
+            got.push(rec.to_vec());
+            ControlFlow::Continue(())
+        });
+        (got, r)
+    }
+
+    #[test]
+    fn empty_ring_delivers_nothing() {
+        let ring = FakeRing::new(64);
+        let (got, r) = collect(&ring.view());
+        assert!(got.is_empty());
+        assert_eq!(r.unwrap(), Drain::default());
+        assert_eq!(ring.cons(), 0);
+    }
+
+    #[test]
+    fn records_in_order_with_alignment() {
+        let ring = FakeRing::new(128);
+        ring.push(b"a");
+        ring.push(b"12345678");
+        ring.push(b"123456789");
+        assert_eq!(ring.prod(), 16 + 16 + 24);
+        let (got, r) = collect(&ring.view());
+        assert_eq!(r.unwrap().delivered, 3);
+        assert_eq!(
+            got,
+            vec![b"a".to_vec(), b"12345678".to_vec(), b"123456789".to_vec()]
+        );
+        assert_eq!(ring.cons(), ring.prod());
+        assert_eq!(ring.view().available(), 0);
+    }
+
+    #[test]
+    fn busy_stops_the_walk_until_committed() {
+        let ring = FakeRing::new(128);
+        ring.push(b"first");
+        let busy = ring.push_raw(b"second", BUSY_BIT, 6);
+        ring.push(b"third");
+        let view = ring.view();
+        let (got, r) = collect(&view);
+        assert_eq!(r.unwrap().delivered, 1);
+        assert_eq!(got, vec![b"first".to_vec()]);
+        assert_eq!(ring.cons(), busy, "consumer stops at the busy record");
+        assert!(!view.head_committed());
+        assert!(view.available() > 0);
+        ring.set_flags(busy, 6, 0);
+        assert!(view.head_committed());
+        let (got, r) = collect(&view);
+        assert_eq!(r.unwrap().delivered, 2);
+        assert_eq!(got, vec![b"second".to_vec(), b"third".to_vec()]);
+    }
+
+    #[test]
+    fn discard_is_skipped_but_consumed() {
+        let ring = FakeRing::new(128);
+        ring.push_raw(b"dropped!", DISCARD_BIT, 8);
+        ring.push(b"kept");
+        let (got, r) = collect(&ring.view());
+        assert_eq!(r.unwrap().delivered, 1);
+        assert_eq!(got, vec![b"kept".to_vec()]);
+        assert_eq!(ring.cons(), ring.prod());
+    }
+
+    #[test]
+    fn discard_only_ring_is_consumed() {
+        let ring = FakeRing::new(64);
+        ring.push_raw(b"x", DISCARD_BIT, 1);
+        let (got, r) = collect(&ring.view());
+        assert!(got.is_empty());
+        assert_eq!(r.unwrap().delivered, 0);
+        assert_eq!(ring.cons(), 16);
+    }
+
+    #[test]
+    fn record_wrapping_the_end_is_contiguous() {
+        // Start near the end of a 64-byte ring: a 24-byte payload at offset 48 runs past it.
+        let ring = FakeRing::at(64, 64 * 1000 + 48);
+        let payload: Vec<u8> = (0u8..24).collect();
+        ring.push(&payload);
+        ring.push(b"after");
+        let (got, r) = collect(&ring.view());
+        assert_eq!(r.unwrap().delivered, 2);
+        assert_eq!(got, vec![payload, b"after".to_vec()]);
+        assert_eq!(ring.cons(), 64 * 1000 + 48 + 32 + 16);
+    }
+
+    #[test]
+    fn many_laps_keep_order() {
+        let ring = FakeRing::new(64);
+        let view = ring.view();
+        for lap in 0u32..500 {
+            let len = (lap % 13) as usize;
+            let payload: Vec<u8> = (0..len)
+                .map(|i| (lap as u8).wrapping_add(i as u8))
+                .collect();
+            ring.push(&payload);
+            let (got, r) = collect(&view);
+            assert_eq!(r.unwrap().delivered, 1);
+            assert_eq!(got, vec![payload]);
+        }
+    }
+
+    #[test]
+    fn break_leaves_the_rest() {
+        let ring = FakeRing::new(128);
+        for p in [b"one", b"two", b"six"] {
+            ring.push(p);
+        }
+        let view = ring.view();
+        let mut seen = Vec::new();
+        let d = view
+            .drain(&mut |rec: &[u8]| {
+                seen.push(rec.to_vec());
+                ControlFlow::Break(())
+            })
+            .unwrap();
+        assert_eq!(
+            d,
+            Drain {
+                delivered: 1,
+                broke: true
+            }
+        );
+        assert_eq!(seen, vec![b"one".to_vec()]);
+        assert_eq!(
+            ring.cons(),
+            16,
+            "the record handed out is consumed, the rest is not"
+        );
+        let (got, _) = collect(&view);
+        assert_eq!(got, vec![b"two".to_vec(), b"six".to_vec()]);
+    }
+
+    #[test]
+    fn bad_len_is_an_error_and_good_records_before_it_are_kept() {
+        let ring = FakeRing::new(64);
+        ring.push(b"ok");
+        // A header claiming more than the ring holds.
+        let bad = ring.push_raw(b"zz", 0, 1000);
+        let view = ring.view();
+        let (got, r) = collect(&view);
+        assert_eq!(got, vec![b"ok".to_vec()]);
+        match r {
+            Err(RingBufError::CorruptHeader { pos, len, .. }) => {
+                assert_eq!((pos, len), (bad, 1000));
+            }
+            other => panic!("expected CorruptHeader, got {other:?}"),
+        }
+        assert_eq!(ring.cons(), bad);
+        // Still an error next time, never a read out of bounds.
+        assert!(collect(&view).1.is_err());
+    }
+
+    #[test]
+    fn len_beyond_producer_is_an_error() {
+        let ring = FakeRing::new(256);
+        // Header says 100 bytes but the producer only advanced by 16.
+        ring.push_raw(b"abc", 0, 100);
+        assert!(matches!(
+            collect(&ring.view()).1,
+            Err(RingBufError::CorruptHeader { .. })
+        ));
+        // Both flag bits are masked off before the check: BUSY|DISCARD|len must not be
+        // mistaken for a huge length when BUSY is clear.
+        let ring = FakeRing::new(64);
+        ring.push_raw(b"abcd", DISCARD_BIT, 4);
+        assert_eq!(collect(&ring.view()).1.unwrap().delivered, 0);
+    }
+}

@@ -1,0 +1,173 @@
+//! The loader on our own compiled objects: the specs it reads (maps, programs,
+//! relocations), then the same objects loaded into the running kernel and checked against
+//! what the kernel reports.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use rawsnoop::loader::load::Object;
+use rawsnoop::loader::{AttachPoint, ObjectSpec, RelocKind};
+use rawsnoop::sys::bpf;
+use rawsnoop::tracer::Transport;
+
+struct Want {
+    name: &'static str,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+const EVENT_SIZE: u32 = 532;
+
+fn expected_maps(t: Transport) -> Vec<Want> {
+    let drops = Want {
+        name: "drops",
+        map_type: bpf::BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+    };
+    let heap = Want {
+        name: "heap",
+        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: EVENT_SIZE,
+        max_entries: 1,
+    };
+    let rb = Want {
+        name: "rb",
+        map_type: bpf::BPF_MAP_TYPE_RINGBUF,
+        key_size: 0,
+        value_size: 0,
+        max_entries: 256 * 1024,
+    };
+    let pb = Want {
+        name: "pb",
+        map_type: bpf::BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 0,
+    };
+    match t {
+        Transport::RingbufReserve => vec![rb, drops],
+        Transport::RingbufOutput => vec![rb, heap, drops],
+        Transport::Perfbuf => vec![pb, heap, drops],
+    }
+}
+
+fn check_spec(t: Transport) -> ObjectSpec {
+    let spec = ObjectSpec::parse(t.builtin_object()).expect("parse built-in object");
+    assert_eq!(spec.license, "Dual BSD/GPL");
+    assert_eq!(spec.programs.len(), 1, "{t:?}: one program");
+    let p = &spec.programs[0];
+    assert_eq!(p.name, "handle_exec");
+    assert_eq!(p.section, "tp/sched/sched_process_exec");
+    assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT);
+    assert_eq!(
+        p.attach,
+        AttachPoint::Tracepoint {
+            category: "sched".into(),
+            name: "sched_process_exec".into()
+        }
+    );
+    assert!(!p.insns.is_empty());
+    let want = expected_maps(t);
+    assert_eq!(spec.maps.len(), want.len(), "{t:?}: maps {:?}", spec.maps.iter().map(|m| &m.name).collect::<Vec<_>>());
+    for w in &want {
+        let m = spec.map(w.name).unwrap_or_else(|| panic!("{t:?}: map {}", w.name));
+        assert_eq!(
+            (m.map_type, m.key_size, m.value_size, m.max_entries),
+            (w.map_type, w.key_size, w.value_size, w.max_entries),
+            "{t:?}: map {}",
+            w.name
+        );
+    }
+    // Every relocation sits on an ld_imm64 and names a map; every map is referenced.
+    let mut referenced = BTreeSet::new();
+    for r in &p.relocs {
+        let insn = p.insns[r.insn];
+        assert!(insn.is_ld_imm64(), "{t:?}: relocation at {} is on opcode {:#x}", r.insn, insn.code);
+        match r.kind {
+            RelocKind::Map { map } => {
+                referenced.insert(spec.maps[map].name.clone());
+            }
+            RelocKind::MapValue { .. } => panic!("{t:?}: no global data in the built-in objects"),
+        }
+    }
+    let all: BTreeSet<String> = want.iter().map(|w| w.name.to_string()).collect();
+    assert_eq!(referenced, all, "{t:?}: maps referenced by the program");
+    // With BTF: func_info covers instruction 0 and line info exists (for verifier source lines).
+    assert!(spec.btf.is_some(), "{t:?}: built with -g, so BTF is present");
+    assert_eq!(p.func_info.first().map(|f| f.insn_off), Some(0), "{t:?}: func_info");
+    assert!(!p.line_info.is_empty(), "{t:?}: line_info");
+    spec
+}
+
+#[test]
+fn ringbuf_reserve_object_spec() {
+    check_spec(Transport::RingbufReserve);
+}
+
+#[test]
+fn ringbuf_output_object_spec() {
+    check_spec(Transport::RingbufOutput);
+}
+
+#[test]
+fn perfbuf_object_spec() {
+    check_spec(Transport::Perfbuf);
+}
+
+fn loads_into_kernel(test: &str, t: Transport) {
+    if !common::transport_allowed(test, t != Transport::Perfbuf) {
+        return;
+    }
+    let spec = check_spec(t);
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{test}: load: {e}"));
+    let cpus = rawsnoop::sys::cpus::possible_cpus().unwrap();
+    for w in expected_maps(t) {
+        let m = obj.map(w.name).unwrap();
+        let info = bpf::map_info(m.fd()).unwrap();
+        let max = if w.max_entries == 0 { cpus.iter().max().unwrap() + 1 } else { w.max_entries };
+        assert_eq!(
+            (info.map_type, info.key_size, info.value_size, info.max_entries),
+            (w.map_type, w.key_size, w.value_size, max),
+            "{test}: kernel's view of map {}",
+            w.name
+        );
+    }
+    assert!(obj.program("handle_exec").is_some());
+}
+
+#[test]
+fn ringbuf_reserve_object_loads() {
+    loads_into_kernel("ringbuf_reserve_object_loads", Transport::RingbufReserve);
+}
+
+#[test]
+fn ringbuf_output_object_loads() {
+    loads_into_kernel("ringbuf_output_object_loads", Transport::RingbufOutput);
+}
+
+#[test]
+fn perfbuf_object_loads() {
+    loads_into_kernel("perfbuf_object_loads", Transport::Perfbuf);
+}
+
+#[test]
+fn oversized_and_malformed_ringbufs_are_refused_before_the_kernel() {
+    use rawsnoop::loader::load::{finalize_map_spec, LoadOptions};
+    let spec = ObjectSpec::parse(Transport::RingbufReserve.builtin_object()).unwrap();
+    let rb = spec.map("rb").unwrap();
+    for bad in [0u32, 3 * 4096, 4096 + 8, 1 << 31] {
+        let mut opts = LoadOptions::default();
+        opts.max_entries.insert("rb".into(), bad);
+        let err = finalize_map_spec(rb, &opts).expect_err(&format!("ringbuf size {bad}"));
+        assert!(err.to_string().contains("map 'rb'"), "{err}");
+    }
+    let mut ok = LoadOptions::default();
+    ok.max_entries.insert("rb".into(), 1 << 20);
+    assert_eq!(finalize_map_spec(rb, &ok).unwrap().max_entries, 1 << 20);
+}
