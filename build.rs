@@ -291,30 +291,33 @@ fn prebuilt_status(prebuilt_dir: &Path, program: &Program) -> Prebuilt {
 }
 
 /// Writes `path` only when its bytes differ, so an unchanged file keeps its
-/// mtime and does not retrigger this build script.
-fn write_if_changed(path: &Path, bytes: &[u8]) {
+/// mtime and does not retrigger this build script. True when it wrote.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> bool {
     if fs::read(path).is_ok_and(|old| old == bytes) {
-        return;
+        return false;
     }
     fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    true
 }
 
 fn update_prebuilt(prebuilt_dir: &Path, program: &Program, object: &Path) {
     fs::create_dir_all(prebuilt_dir)
         .unwrap_or_else(|e| panic!("creating {}: {e}", prebuilt_dir.display()));
     let bytes = fs::read(object).unwrap_or_else(|e| panic!("reading {}: {e}", object.display()));
-    write_if_changed(
+    let wrote_object = write_if_changed(
         &prebuilt_dir.join(format!("{}.bpf.o", program.name)),
         &bytes,
     );
-    write_if_changed(
+    let wrote_hash = write_if_changed(
         &prebuilt_dir.join(format!("{}.bpf.o.hash", program.name)),
         format_hash_file(source_hash(program)).as_bytes(),
     );
-    println!(
-        "cargo:warning=updated bpf/prebuilt/{}.bpf.o: commit bpf/prebuilt/",
-        program.name
-    );
+    if wrote_object || wrote_hash {
+        println!(
+            "cargo:warning=updated bpf/prebuilt/{}.bpf.o: commit bpf/prebuilt/",
+            program.name
+        );
+    }
 }
 
 fn use_prebuilt(prebuilt_dir: &Path, program: &Program, out_dir: &Path) {

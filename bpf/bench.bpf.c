@@ -63,15 +63,19 @@ struct {
  * `may_goto` jumps to `label` once the kernel's per-program loop budget is
  * spent (it never is here: 10000 << 8M) and lets the verifier prove the loop
  * ends without unrolling it.  clang >= 19 knows the mnemonic; older ones get
- * the instruction as bytes (opcode 0xe5, jump offset in instructions).
+ * the instruction as bytes (opcode 0xe5, jump offset in instructions), laid
+ * out for little-endian: the offset goes through a `.long` whose upper half
+ * is 0 (with a `.short`, clang 14 misplaces the fixup).
  */
 #if __clang_major__ >= 19
 #define may_goto(label) asm volatile goto("may_goto %l[" #label "]" :::: label)
-#else
+#elif __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define may_goto(label)                                                        \
 	asm volatile goto("1: .byte 0xe5, 0\n"                                 \
-			  " .short ((%l[" #label "] - 1b - 8) / 8) & 0xffff\n" \
-			  " .long 0\n" :::: label)
+			  " .long ((%l[" #label "] - 1b - 8) / 8) & 0xffff\n"  \
+			  " .short 0\n" :::: label)
+#else
+#error "bench.bpf.c needs clang >= 19 on big-endian targets (may_goto)"
 #endif
 
 /*

@@ -251,3 +251,26 @@ fn bad_object_file_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }
+
+#[test]
+fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
+    let test = "perfbuf_attach_uses_bpf_link_where_the_kernel_has_one";
+    if !transport_allowed(test, false) {
+        return;
+    }
+    let mut tool = spawn_tool(&["--perfbuf", "-v"]);
+    let attached = loop {
+        let l = tool.stderr.recv_timeout(DEADLINE).expect("verbose attach line on stderr");
+        if l.contains("attached with") {
+            break l;
+        }
+    };
+    let v = rawsnoop::sys::kernel::version().expect("kernel version");
+    let want = if v >= rawsnoop::sys::kernel::KernelVersion(5, 15, 0) {
+        "bpf_link"
+    } else {
+        "perf_event_ioctl"
+    };
+    assert!(attached.contains(&format!("attached with {want} ")), "kernel {v}: {attached}");
+    assert!(tool.stop(libc::SIGINT).success());
+}

@@ -534,12 +534,13 @@ fn project_bpf_objects_parse() {
 }
 
 #[test]
-fn zz_adhoc_kernel_load() {
-    for name in ["maps_mix.bpf.o", "legacy.bpf.o"] {
-        let spec = ObjectSpec::parse(&testdata(name)).unwrap();
-        match crate::loader::load::Object::load(&spec) {
-            Ok(o) => println!("{name}: loaded {} progs {} maps", o.programs().len(), o.maps().len()),
-            Err(e) => println!("{name}: LOAD FAILED: {e}"),
-        }
+fn zz_adhoc() {
+    let spec = ObjectSpec::parse(&testdata("calls.bpf.o")).unwrap();
+    for p in &spec.programs { println!("{} n={} relocs={:?} fi={:?} li={}", p.name, p.insns.len(), p.relocs, p.func_info, p.line_info.len()); for (i, x) in p.insns.iter().enumerate() { if x.code == 0x85 || x.code == 0x18 { println!("  {i}: {x:?}"); } } }
+    for m in &spec.maps { println!("{m:?}"); }
+    println!("{:?}", spec.warnings);
+    match crate::loader::load::Object::load(&spec) {
+        Ok(o) => println!("loaded {} progs {} maps", o.programs().len(), o.maps().len()),
+        Err(e) => println!("LOAD FAILED: {e:?}"),
     }
 }
