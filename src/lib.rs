@@ -9,6 +9,7 @@
 //! - [`objects`]: the BPF objects built from `bpf/` and embedded in the binary.
 
 pub mod event;
+pub mod inspect;
 pub mod loader;
 pub mod objects;
 pub mod output;

@@ -65,7 +65,39 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Explain BPF objects: sections, maps, programs with their instructions and C source
+    /// lines, relocations, and BTF types. With no PATH, the built-in objects.
+    Inspect {
+        /// Object files to explain (default: every built-in object).
+        paths: Vec<PathBuf>,
+        /// Leave out the instruction listings.
+        #[arg(long)]
+        no_insns: bool,
+    },
+}
+
+fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let mut emit = |name: &str, bytes: &[u8]| -> Result<()> {
+        let spec = rawsnoop::loader::ObjectSpec::parse(bytes).with_context(|| format!("reading {name}"))?;
+        let text = rawsnoop::inspect::describe(name, &spec, !no_insns);
+        match writeln!(out, "{text}") {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    };
+    if paths.is_empty() {
+        for (name, bytes) in rawsnoop::objects::builtin() {
+            emit(&format!("{name} (built in)"), bytes)?;
+        }
+    }
+    for p in paths {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        emit(&p.display().to_string(), &bytes)?;
+    }
+    Ok(())
+}
 
 fn transport(cli: &Cli) -> Transport {
     if cli.perfbuf {
@@ -188,7 +220,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match &cli.command {
         None => trace(&cli),
-        Some(_) => Ok(()),
+        Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

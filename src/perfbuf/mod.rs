@@ -115,6 +115,7 @@ pub struct PerfBuf {
     map: OwnedFd,
     scratch: Vec<u8>,
     tokens: Vec<u64>,
+    wakeups: u64,
 }
 
 // SAFETY: each ring's raw pointers point into the mapping owned by the same CpuRing inside
@@ -163,6 +164,7 @@ impl PerfBuf {
             map,
             scratch: Vec::new(),
             tokens: Vec::new(),
+            wakeups: 0,
         };
         for cpu in possible.into_iter().filter(|c| online.contains(c)) {
             if cpu >= info.max_entries {
@@ -235,12 +237,16 @@ impl PerfBuf {
             }
             // No lost-wakeup race here: each event's wakeup is recorded in the event itself
             // (rb->poll) and in the epoll ready list, whether or not we are asleep yet.
-            self.epoll
+            let ready = self
+                .epoll
                 .wait(&mut self.tokens, remaining)
                 .map_err(|source| PerfBufError::Io {
                     what: "epoll_wait on the perf events",
                     source,
                 })?;
+            if ready > 0 {
+                self.wakeups += 1;
+            }
             waited = true;
         }
     }
@@ -307,7 +313,7 @@ fn open_cpu_ring(
     let fits = offset
         .checked_add(size)
         .is_some_and(|end| end <= len as u64);
-    if !fits || !size.is_power_of_two() || offset % 8 != 0 {
+    if !fits || !size.is_power_of_two() || !offset.is_multiple_of(8) {
         return Err(PerfBufError::BadLayout { cpu, offset, size });
     }
     // SAFETY: base is the live metadata page of this mapping (kept in the CpuRing next to the
@@ -317,6 +323,6 @@ fn open_cpu_ring(
     Ok(CpuRing {
         view,
         _mmap: mmap,
-        event: event,
+        event,
     })
 }

@@ -281,7 +281,7 @@ pub(crate) mod fake {
         pub fn push_sample(&self, data: &[u8]) {
             let mut body = (data.len() as u32).to_ne_bytes().to_vec();
             body.extend_from_slice(data);
-            while (body.len() + 8) % 8 != 0 {
+            while !(body.len() + 8).is_multiple_of(8) {
                 body.push(0);
             }
             self.push_record(PERF_RECORD_SAMPLE, &body);

@@ -81,6 +81,7 @@ pub struct RingBuf {
     epoll: Epoll,
     _map: OwnedFd,
     tokens: Vec<u64>,
+    wakeups: u64,
     size: u64,
 }
 
@@ -106,7 +107,7 @@ impl RingBuf {
     /// consumer used continues where it stopped).
     pub fn new(map: BorrowedFd<'_>, max_entries: u32) -> Result<RingBuf, RingBufError> {
         let ps = page_size();
-        if !max_entries.is_power_of_two() || (max_entries as usize) % ps != 0 {
+        if !max_entries.is_power_of_two() || !(max_entries as usize).is_multiple_of(ps) {
             return Err(RingBufError::BadSize {
                 max_entries,
                 page_size: ps,
@@ -170,6 +171,7 @@ impl RingBuf {
             epoll,
             _map: map,
             tokens: Vec::with_capacity(1),
+            wakeups: 0,
             size: u64::from(max_entries),
         })
     }
@@ -229,11 +231,20 @@ impl RingBuf {
             }
             // A wakeup that arrived while we were draining leaves the fd ready, so this can
             // return at once with nothing new: we then drain, find nothing and wait again.
-            self.epoll
+            let ready = self
+                .epoll
                 .wait(&mut self.tokens, remaining)
                 .map_err(io_err("epoll_wait on the ringbuf"))?;
+            if ready > 0 {
+                self.wakeups += 1;
+            }
             waited = true;
         }
+    }
+
+    /// How many times `poll` slept and was woken by the kernel (not by its timeout).
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
     }
 
     /// The epoll fd (readable when the ring has new data), to poll several sources at once;

@@ -314,6 +314,23 @@ mod tests {
     }
 
     #[test]
+    fn consumer_pos_is_published_once_per_drain() {
+        let ring = FakeRing::new(256);
+        for p in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+            ring.push(p);
+        }
+        let mut seen = Vec::new();
+        ring.view()
+            .drain(&mut |_rec: &[u8]| {
+                seen.push(ring.cons());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![0, 0, 0, 0], "no store while walking");
+        assert_eq!(ring.cons(), ring.prod());
+    }
+
+    #[test]
     fn discard_is_skipped_but_consumed() {
         let ring = FakeRing::new(128);
         ring.push_raw(b"dropped!", DISCARD_BIT, 8);

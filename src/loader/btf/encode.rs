@@ -14,8 +14,8 @@ fn info(kind: BtfKind, vlen: usize, kflag: bool) -> u32 {
     (u32::from(kflag) << 31) | ((kind.raw() & 0x1f) << 24) | vlen
 }
 
-/// Appends one type record.
-pub(super) fn encode_type(out: &mut Vec<u8>, t: &BtfType) {
+/// Appends one type record. `tag_kflag` sets kind_flag on a DECL_TAG/TYPE_TAG.
+pub(super) fn encode_type(out: &mut Vec<u8>, t: &BtfType, tag_kflag: bool) {
     let kind = t.kind();
     let head = |out: &mut Vec<u8>, vlen: usize, kflag: bool, size_or_type: u32| {
         put(out, t.name_off());
@@ -40,8 +40,8 @@ pub(super) fn encode_type(out: &mut Vec<u8>, t: &BtfType) {
         | BtfType::Volatile { type_id }
         | BtfType::Const { type_id }
         | BtfType::Restrict { type_id }
-        | BtfType::Typedef { type_id, .. }
-        | BtfType::TypeTag { type_id, .. } => head(out, 0, false, *type_id),
+        | BtfType::Typedef { type_id, .. } => head(out, 0, false, *type_id),
+        BtfType::TypeTag { type_id, .. } => head(out, 0, tag_kflag, *type_id),
         BtfType::Array {
             elem_type,
             index_type,
@@ -126,17 +126,19 @@ pub(super) fn encode_type(out: &mut Vec<u8>, t: &BtfType) {
             component_idx,
             ..
         } => {
-            head(out, 0, false, *type_id);
+            head(out, 0, tag_kflag, *type_id);
             put(out, *component_idx as u32);
         }
     }
 }
 
-/// A complete BTF blob: 24-byte header, type section, string section.
-pub(super) fn encode(types: &[BtfType], strings: &[u8]) -> Vec<u8> {
+/// A complete BTF blob: 24-byte header, type section, string section. `tag_kflags` is the sorted
+/// list of tag type ids that carry kind_flag.
+pub(super) fn encode(types: &[BtfType], strings: &[u8], tag_kflags: &[u32]) -> Vec<u8> {
     let mut type_sec = Vec::new();
-    for t in types {
-        encode_type(&mut type_sec, t);
+    for (i, t) in types.iter().enumerate() {
+        let id = i as u32 + 1;
+        encode_type(&mut type_sec, t, tag_kflags.binary_search(&id).is_ok());
     }
     let mut out = Vec::with_capacity(24 + type_sec.len() + strings.len());
     out.extend_from_slice(&BTF_MAGIC.to_ne_bytes());

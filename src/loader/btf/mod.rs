@@ -23,6 +23,8 @@ pub mod types;
 mod testutil;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_real;
 
 pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
@@ -45,6 +47,8 @@ pub struct Btf {
     strings: Vec<u8>,
     /// Byte order of the parsed input (`to_bytes` always writes native order).
     big_endian: bool,
+    /// Sorted ids of DECL_TAG/TYPE_TAG types whose kind_flag is set (attribute-style tags).
+    tag_kflags: Vec<u32>,
 }
 
 impl Default for Btf {
@@ -60,6 +64,7 @@ impl Btf {
             types: Vec::new(),
             strings: vec![0],
             big_endian: cfg!(target_endian = "big"),
+            tag_kflags: Vec::new(),
         }
     }
 
@@ -69,7 +74,7 @@ impl Btf {
         let strings = data.get(hdr.strings.clone()).unwrap_or(&[]);
         parse::check_strings(strings)?;
         let type_bytes = data.get(hdr.types.clone()).unwrap_or(&[]);
-        let types = parse::parse_types(parse::Reader {
+        let (types, tag_kflags) = parse::parse_types(parse::Reader {
             data: type_bytes,
             big_endian: hdr.big_endian,
         })?;
@@ -78,12 +83,23 @@ impl Btf {
             types,
             strings: strings.to_vec(),
             big_endian: hdr.big_endian,
+            tag_kflags,
         })
     }
 
     /// Whether the parsed input was big-endian.
     pub fn is_big_endian(&self) -> bool {
         self.big_endian
+    }
+
+    /// Whether DECL_TAG/TYPE_TAG `id` has kind_flag set (a tag written as a plain attribute, newer
+    /// kernels only). Preserved by `to_bytes`; false for every other type.
+    pub fn tag_kind_flag(&self, id: u32) -> bool {
+        self.tag_kflags.binary_search(&id).is_ok()
+            && matches!(
+                self.type_by_id(id),
+                Ok(BtfType::DeclTag { .. } | BtfType::TypeTag { .. })
+            )
     }
 
     /// Number of type ids including void (max id + 1).
@@ -184,6 +200,6 @@ impl Btf {
 
     /// Re-encodes the BTF in native byte order with the same types and the same string section.
     pub fn to_bytes(&self) -> Vec<u8> {
-        encode::encode(&self.types, &self.strings)
+        encode::encode(&self.types, &self.strings, &self.tag_kflags)
     }
 }

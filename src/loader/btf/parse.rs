@@ -146,11 +146,14 @@ pub(super) fn check_strings(s: &[u8]) -> Result<(), BtfError> {
     }
 }
 
-/// Decodes the whole type section. `types[i]` is type id `i + 1`.
-pub(super) fn parse_types(r: Reader<'_>) -> Result<Vec<BtfType>, BtfError> {
+/// Decodes the whole type section. `types[i]` is type id `i + 1`. Also returns the (sorted) ids of
+/// DECL_TAG/TYPE_TAG types with kind_flag set (tags written as plain attributes; the type model has no
+/// field for it, so it is kept on the side to re-encode faithfully).
+pub(super) fn parse_types(r: Reader<'_>) -> Result<(Vec<BtfType>, Vec<u32>), BtfError> {
     let data = r.data;
     // Every record is at least 12 bytes: this bounds the allocation by the input size.
     let mut types = Vec::with_capacity(data.len() / TYPE_HEADER_LEN);
+    let mut tag_kflags = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
         let id = (types.len() as u32).saturating_add(1);
@@ -160,15 +163,18 @@ pub(super) fn parse_types(r: Reader<'_>) -> Result<Vec<BtfType>, BtfError> {
                 offset: pos,
             });
         }
-        let (t, len) = parse_one(r, pos, id)?;
+        let (t, len, kflag) = parse_one(r, pos, id)?;
+        if kflag && matches!(t, BtfType::DeclTag { .. } | BtfType::TypeTag { .. }) {
+            tag_kflags.push(id);
+        }
         types.push(t);
         pos += len; // len <= data.len() - pos, checked by parse_one
     }
-    Ok(types)
+    Ok((types, tag_kflags))
 }
 
-/// Decodes the record at `pos`; returns it and its length in bytes.
-fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize), BtfError> {
+/// Decodes the record at `pos`; returns it, its length in bytes and its kind_flag.
+fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize, bool), BtfError> {
     let have = r.data.len() - pos;
     let truncated = |need| BtfError::Truncated {
         id,
@@ -372,7 +378,7 @@ fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize), Btf
             type_id: size_or_type,
         },
     };
-    Ok((t, len))
+    Ok((t, len, kflag))
 }
 
 /// Checks every string offset and type id the types use against the parsed sections.

@@ -46,7 +46,7 @@ const PROG_REL: &str = ".reltp/sched/sched_process_exec";
 
 #[test]
 fn truncated_at_every_length_is_an_error() {
-    for name in ["maps_mix.bpf.o", "legacy.bpf.o"] {
+    for name in ["maps_mix.bpf.o", "legacy.bpf.o", "calls.bpf.o"] {
         let data = testdata(name);
         for len in 0..data.len() {
             // Section headers sit at the end of a clang object: every truncation loses some.
@@ -73,7 +73,7 @@ impl Rng {
 fn random_corruption_never_panics() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut err) = (0, 0);
-    for name in ["maps_mix.bpf.o", "legacy.bpf.o"] {
+    for name in ["maps_mix.bpf.o", "legacy.bpf.o", "calls.bpf.o"] {
         let data = testdata(name);
         for _ in 0..3000 {
             let mut d = data.clone();

@@ -534,4 +534,6 @@ pub(crate) fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod link_tests;
+#[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ pub(super) fn testdata(name: &str) -> Vec<u8> {
 }
 
 /// (section name, value, size) of symbol `name`, read through `object`'s high-level API.
-fn symbol(data: &[u8], name: &str) -> (String, u64, u64) {
+pub(super) fn symbol(data: &[u8], name: &str) -> (String, u64, u64) {
     let file = object::File::parse(data).expect("object parses");
     let sym = file
         .symbols()
@@ -33,7 +33,7 @@ fn symbol(data: &[u8], name: &str) -> (String, u64, u64) {
 }
 
 /// Opcode bytes of function `name` as stored in the ELF (relocations do not touch opcodes).
-fn func_opcodes(data: &[u8], name: &str) -> Vec<u8> {
+pub(super) fn func_opcodes(data: &[u8], name: &str) -> Vec<u8> {
     let (sec, value, size) = symbol(data, name);
     let file = object::File::parse(data).expect("object parses");
     let bytes = file
@@ -47,13 +47,13 @@ fn func_opcodes(data: &[u8], name: &str) -> Vec<u8> {
         .collect()
 }
 
-fn map_idx(spec: &ObjectSpec, name: &str) -> usize {
+pub(super) fn map_idx(spec: &ObjectSpec, name: &str) -> usize {
     spec.map_index(name)
         .unwrap_or_else(|| panic!("map {name} missing"))
 }
 
 /// Names of the maps a program's relocations refer to.
-fn referenced(spec: &ObjectSpec, prog: &ProgramSpec) -> Vec<String> {
+pub(super) fn referenced(spec: &ObjectSpec, prog: &ProgramSpec) -> Vec<String> {
     let mut v: Vec<String> = prog
         .relocs
         .iter()
@@ -487,6 +487,13 @@ fn recompiled_testdata_with_each_clang() {
             &dir.join(format!("lg-{c}.o")),
         );
         check_legacy(&o);
+        let o = compile(
+            c,
+            &td.join("calls.bpf.c"),
+            &td,
+            &dir.join(format!("calls-{c}.o")),
+        );
+        super::link_tests::check_calls(&o);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -531,16 +538,4 @@ fn project_bpf_objects_parse() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn zz_adhoc() {
-    let spec = ObjectSpec::parse(&testdata("calls.bpf.o")).unwrap();
-    for p in &spec.programs { println!("{} n={} relocs={:?} fi={:?} li={}", p.name, p.insns.len(), p.relocs, p.func_info, p.line_info.len()); for (i, x) in p.insns.iter().enumerate() { if x.code == 0x85 || x.code == 0x18 { println!("  {i}: {x:?}"); } } }
-    for m in &spec.maps { println!("{m:?}"); }
-    println!("{:?}", spec.warnings);
-    match crate::loader::load::Object::load(&spec) {
-        Ok(o) => println!("loaded {} progs {} maps", o.programs().len(), o.maps().len()),
-        Err(e) => println!("LOAD FAILED: {e:?}"),
-    }
 }
