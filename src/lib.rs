@@ -8,6 +8,7 @@
 //! - [`tracer`], [`event`], [`output`]: the exec tracer the CLI (`main.rs`) drives.
 //! - [`objects`]: the BPF objects built from `bpf/` and embedded in the binary.
 
+pub mod bench;
 pub mod event;
 pub mod inspect;
 pub mod loader;

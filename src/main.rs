@@ -75,6 +75,88 @@ enum Command {
         #[arg(long)]
         no_insns: bool,
     },
+    /// Measure what each transport costs on this machine: a BPF producer on the getpgid
+    /// tracepoint emits batches of records while our consumer drains them.
+    Bench {
+        /// ringbuf-reserve, ringbuf or perfbuf (default: all three).
+        #[arg(long, value_name = "NAME")]
+        transport: Vec<String>,
+        /// Seconds per transport and wakeup mode.
+        #[arg(long, default_value_t = 2.0)]
+        duration: f64,
+        /// Records per trigger.
+        #[arg(long, default_value_t = 100)]
+        batch: u32,
+        /// Bytes per record (rounded up to a power of two, 8..4096).
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// per-record, sampled (ringbuf: NO_WAKEUP/FORCE_WAKEUP by available data; perf:
+        /// watermark), or both.
+        #[arg(long, default_value = "both")]
+        wakeup: String,
+        /// Bytes waiting before a sampled wakeup / the perf watermark.
+        #[arg(long, default_value_t = 256 * 1024)]
+        threshold: u32,
+        /// One JSON object per line and transport instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn bench(cmd: &Command) -> Result<()> {
+    use rawsnoop::bench::{self, BenchOptions, BenchWakeup, Transport as BenchTransport};
+    let Command::Bench { transport, duration, batch, size, wakeup, threshold, json } = cmd else {
+        unreachable!("bench() is only called for the bench subcommand");
+    };
+    let mut opts = BenchOptions::default();
+    if !transport.is_empty() {
+        opts.transports = transport
+            .iter()
+            .map(|t| {
+                BenchTransport::from_name(t)
+                    .with_context(|| format!("unknown transport '{t}': use ringbuf-reserve, ringbuf or perfbuf"))
+            })
+            .collect::<Result<_>>()?;
+    }
+    if !(duration.is_finite() && *duration > 0.0 && *duration <= 3600.0) {
+        anyhow::bail!("--duration must be between 0 and 3600 seconds");
+    }
+    opts.duration = Duration::from_secs_f64(*duration);
+    opts.batch = *batch;
+    opts.record_size = *size;
+    let sampled = BenchWakeup::Sampled { threshold_bytes: *threshold };
+    let modes = match wakeup.as_str() {
+        "per-record" => vec![BenchWakeup::PerRecord],
+        "sampled" => vec![sampled],
+        "both" => vec![BenchWakeup::PerRecord, sampled],
+        other => anyhow::bail!("unknown --wakeup '{other}': use per-record, sampled or both"),
+    };
+    if !rawsnoop::tracer::has_privilege() {
+        return Err(rawsnoop::tracer::TracerError::NoPrivilege.into());
+    }
+    let mut all = Vec::new();
+    for mode in modes {
+        opts.wakeup = mode;
+        if !json {
+            eprintln!("running {} transport(s), {} wakeups, {duration} s each ...", opts.transports.len(), mode.name());
+        }
+        let results = bench::run(&opts)?;
+        if *json {
+            print!("{}", bench::format_json_lines(&results));
+        }
+        all.push(results);
+    }
+    if !json {
+        let flat: Vec<_> = all.iter().flatten().cloned().collect();
+        println!("{}", bench::format_table(&flat));
+        for results in &all {
+            if let Some(first) = results.first() {
+                println!("With {} wakeups:", first.wakeup.name());
+            }
+            println!("{}", bench::explain(results));
+        }
+    }
+    Ok(())
 }
 
 fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
@@ -221,6 +303,7 @@ fn main() -> ExitCode {
     let res = match &cli.command {
         None => trace(&cli),
         Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
+        Some(cmd @ Command::Bench { .. }) => bench(cmd),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

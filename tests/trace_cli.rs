@@ -274,3 +274,55 @@ fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
     assert!(attached.contains(&format!("attached with {want} ")), "kernel {v}: {attached}");
     assert!(tool.stop(libc::SIGINT).success());
 }
+
+#[test]
+fn perfbuf_mounts_tracefs_when_none_is_mounted() {
+    let test = "perfbuf_mounts_tracefs_when_none_is_mounted";
+    if !transport_allowed(test, false) {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("nomount");
+    let probe = probe_program(&dir.0, "rsnp-nomount");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"));
+    cmd.args(["--perfbuf", "-c", "1"]);
+    // In a private mount namespace, take away every tracefs/debugfs mount, as on a fresh
+    // machine: the tool must mount tracefs itself.
+    // SAFETY: between fork and exec we only make async-signal-safe syscalls.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let root = c"/";
+            if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for p in [c"/sys/kernel/debug/tracing", c"/sys/kernel/tracing", c"/sys/kernel/debug"] {
+                // Repeat: several mounts may be stacked on one path.
+                while libc::umount2(p.as_ptr(), libc::MNT_DETACH) == 0 {}
+            }
+            Ok(())
+        });
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn in a new mount namespace");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut out, &mut header).unwrap();
+    let mut err = String::new();
+    if header.is_empty() {
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    }
+    assert!(header.starts_with("TIME"), "no header; stderr: {err}");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let st = loop {
+        exec_n(&probe, 1);
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "no event within the deadline");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(st.success(), "{st}");
+}

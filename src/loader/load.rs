@@ -43,12 +43,13 @@ pub enum LoadError {
         reason: String,
     },
     #[error(
-        "the kernel's verifier rejected program '{program}' ({source}).\n\
-         Verifier log (last lines; source lines come from the object's BTF):\n{log_tail}"
+        "the kernel's verifier rejected program '{program}' (errno {}).\n\
+         Verifier log (last lines; source lines come from the object's BTF):\n{log_tail}",
+        errno.raw_os_error().unwrap_or(0)
     )]
     Verifier {
         program: String,
-        source: io::Error,
+        errno: io::Error,
         log: String,
         log_tail: String,
     },
@@ -517,7 +518,7 @@ fn load_program(
     }
     Err(LoadError::Verifier {
         program: prog.name.clone(),
-        source,
+        errno: source,
         log_tail: log_tail(&log, 30),
         log,
     })

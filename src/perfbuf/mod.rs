@@ -251,6 +251,11 @@ impl PerfBuf {
         }
     }
 
+    /// How many times `poll` slept and was woken by the kernel (not by its timeout).
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
+    }
+
     /// The epoll fd covering every CPU's event, to poll several sources at once; after it
     /// fires call [`PerfBuf::consume`].
     pub fn as_raw_fd(&self) -> RawFd {

@@ -463,8 +463,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, line_info), 96);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, fd_array), 120);
         assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 144);
-        assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 24);
-        assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 40);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 32);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(std::mem::size_of::<BtfLoadAttr>(), 32);
     }
 

@@ -1,5 +1,5 @@
-//! CPU lists from sysfs: `/sys/devices/system/cpu/possible` and `/online`, in the kernel's
-//! list format ("0-3,5,7-8\n").
+//! CPUs: the lists from sysfs (`/sys/devices/system/cpu/possible` and `/online`, in the
+//! kernel's list format "0-3,5,7-8\n"), thread pinning, and per-thread CPU time.
 
 use std::io;
 
@@ -101,6 +101,36 @@ pub fn current_cpu() -> io::Result<u32> {
     u32::try_from(rc).map_err(|_| io::Error::last_os_error())
 }
 
+/// User + system CPU time consumed so far by the calling thread (`getrusage(RUSAGE_THREAD)`).
+pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
+    // SAFETY: rusage is plain integers, valid when zeroed; getrusage writes one rusage into
+    // the live, writable struct we pass.
+    let (rc, ru) = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        let rc = libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+        (rc, ru)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
+/// Calls `getpgid(0)`: a cheap syscall whose `sys_enter_getpgid` tracepoint the benchmark's
+/// programs hang off. Returns the process group id.
+pub fn getpgid_self() -> io::Result<i32> {
+    // SAFETY: getpgid takes a pid by value and touches no memory of ours.
+    let rc = unsafe { libc::getpgid(0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +183,18 @@ mod tests {
         .join()
         .unwrap();
         assert!(pin_current_thread(1 << 20).is_err());
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let before = thread_cpu_time().unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(30) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_time().unwrap() > before);
+        assert!(getpgid_self().unwrap() > 0);
     }
 }

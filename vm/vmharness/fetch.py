@@ -388,10 +388,13 @@ def cached_tree(cache_dir, line):
     return None
 
 
-def fetch_kernels(cache_dir, lines, refresh=False, offline=False):
-    """KernelTree for each line; refreshes lists when stale, retries once on a vanished package."""
+def fetch_kernels(cache_dir, lines, suites, refresh=False, offline=False):
+    """KernelTree for each line; refreshes lists when stale, retries once on a vanished package.
+
+    suites: every suite of the kernel list, so that fetching a subset keeps one set of lists.
+    """
     trees = []
-    apt = PrivateApt(cache_dir, [k.suite for k in lines])
+    apt = PrivateApt(cache_dir, suites)
     if offline:
         for k in lines:
             t = cached_tree(cache_dir, k)

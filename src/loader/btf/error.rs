@@ -49,8 +49,12 @@ pub enum BtfError {
     },
 
     /// The string section does not start and end with a NUL byte.
-    #[error("BTF string section ({len} bytes) is malformed: {reason}")]
-    BadStringSection { len: u32, reason: &'static str },
+    #[error("BTF string section at offset {offset} ({len} bytes) is malformed: {reason}")]
+    BadStringSection {
+        offset: usize,
+        len: u32,
+        reason: &'static str,
+    },
 
     /// A type record is cut off by the end of the type section.
     #[error(
@@ -109,7 +113,9 @@ pub enum BtfError {
     StringNotUtf8 { off: u32 },
 
     /// A chain of typedef/const/array/... references that loops or is absurdly deep.
-    #[error("BTF type [{id}]: reference chain is longer than {max} (a cycle?); the BTF is corrupt")]
+    #[error(
+        "BTF type [{id}]: reference chain is longer than {max} (a cycle?); the BTF is corrupt"
+    )]
     Cycle { id: u32, max: u32 },
 
     /// A size computation that does not fit in u32 (e.g. huge nelems).

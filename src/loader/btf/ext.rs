@@ -104,10 +104,18 @@ impl<'a> Area<'a> {
             let name_off = self.r.u32_at(pos).unwrap_or(0);
             let num = self.r.u32_at(pos + 4).unwrap_or(0);
             let sec = self.btf.string_at(name_off).map_err(|e| {
-                ext_err(self.name, pos, format!("bad section name offset {name_off}: {e}"))
+                ext_err(
+                    self.name,
+                    pos,
+                    format!("bad section name offset {name_off}: {e}"),
+                )
             })?;
             if num == 0 {
-                return Err(ext_err(self.name, pos, format!("section '{sec}' has no records")));
+                return Err(ext_err(
+                    self.name,
+                    pos,
+                    format!("section '{sec}' has no records"),
+                ));
             }
             pos += 8;
             // Checked against the remaining bytes before allocating anything.
@@ -172,7 +180,10 @@ impl BtfExt {
             return Err(ext_err(
                 "header",
                 0,
-                format!("{} bytes, too short for the {EXT_HEADER_MIN}-byte header", data.len()),
+                format!(
+                    "{} bytes, too short for the {EXT_HEADER_MIN}-byte header",
+                    data.len()
+                ),
             ));
         }
         let big_endian = endianness(data).ok_or(BtfError::BadMagic {

@@ -22,6 +22,8 @@ struct Fmt<'a> {
 fn join(base: &str, inner: &str) -> String {
     if inner.is_empty() {
         base.to_string()
+    } else if inner.starts_with('[') {
+        format!("{base}{inner}")
     } else {
         format!("{base} {inner}")
     }
@@ -93,7 +95,9 @@ impl<'a> Fmt<'a> {
                 let kw = if *is_union { "union" } else { "struct" };
                 join(&format!("{kw} {}", self.name(*name_off)), inner)
             }
-            BtfType::Ptr { type_id } => self.decl(*type_id, &format!("*{inner}"), depth + 1, expand),
+            BtfType::Ptr { type_id } => {
+                self.decl(*type_id, &format!("*{inner}"), depth + 1, expand)
+            }
             BtfType::Const { type_id }
             | BtfType::Volatile { type_id }
             | BtfType::Restrict { type_id } => {
@@ -109,7 +113,10 @@ impl<'a> Fmt<'a> {
                 }
             }
             BtfType::TypeTag { name_off, type_id } => {
-                let tag = format!("__attribute__((btf_type_tag(\"{}\")))", self.name(*name_off));
+                let tag = format!(
+                    "__attribute__((btf_type_tag(\"{}\")))",
+                    self.name(*name_off)
+                );
                 self.decl(*type_id, &join(&tag, inner), depth + 1, expand)
             }
             BtfType::Array {
@@ -412,10 +419,9 @@ impl Btf {
     pub fn format_all(&self) -> String {
         let mut out = String::new();
         for id in 1..self.types_len() {
-            out.push_str(&self.format_raw(id));
-            out.push_str("  // ");
-            // One line per type: bodies never contain newlines, but hostile names might.
-            out.push_str(&self.format_type(id).replace('\n', "\\n"));
+            // One line per type: hostile names may contain line breaks, which are escaped.
+            let line = format!("{}  // {}", self.format_raw(id), self.format_type(id));
+            out.push_str(&line.replace('\n', "\\n").replace('\r', "\\r"));
             out.push('\n');
         }
         out

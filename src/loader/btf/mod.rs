@@ -20,20 +20,23 @@ pub mod sanitize;
 pub mod types;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_more;
+#[cfg(test)]
 mod tests_real;
+#[cfg(test)]
+mod testutil;
 
 pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 pub use fixup::fixup_datasecs;
+pub use query::PTR_SIZE;
 pub use sanitize::{probe_blob, sanitize, BtfFeatureKind, BtfFeatures};
 pub use types::{BtfKind, BtfType, EnumValue, Member, Param, VarSecinfo};
 
 /// The BTF (and .BTF.ext) magic number.
-pub const BTF_MAGIC: u16 = 0xeB9F;
+pub const BTF_MAGIC: u16 = 0xEB9F;
 
 /// Longest typedef/const/array/... chain followed before giving up (the kernel's MAX_RESOLVE_DEPTH).
 pub const MAX_RESOLVE_DEPTH: u32 = 32;
@@ -72,7 +75,7 @@ impl Btf {
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
         let hdr = parse::parse_header(data)?;
         let strings = data.get(hdr.strings.clone()).unwrap_or(&[]);
-        parse::check_strings(strings)?;
+        parse::check_strings(strings, hdr.strings.start)?;
         let type_bytes = data.get(hdr.types.clone()).unwrap_or(&[]);
         let (types, tag_kflags) = parse::parse_types(parse::Reader {
             data: type_bytes,

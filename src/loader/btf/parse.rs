@@ -134,15 +134,24 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, BtfError> {
 }
 
 /// Checks the string section like the kernel does: non-empty, starts and ends with NUL.
-pub(super) fn check_strings(s: &[u8]) -> Result<(), BtfError> {
+/// `offset` is where the section starts in the input, for the error message.
+pub(super) fn check_strings(s: &[u8], offset: usize) -> Result<(), BtfError> {
     let len = s.len() as u32;
-    let bad = |reason| BtfError::BadStringSection { len, reason };
+    let bad = |reason| BtfError::BadStringSection {
+        offset,
+        len,
+        reason,
+    };
     match (s.first(), s.last()) {
-        (None, _) => Err(bad("empty (it must hold at least the empty string at offset 0)")),
+        (None, _) => Err(bad(
+            "empty (it must hold at least the empty string at offset 0)",
+        )),
         (Some(0), Some(0)) if s.len() - 1 <= BTF_MAX_STR_OFFSET as usize => Ok(()),
         (Some(0), Some(0)) => Err(bad("larger than 2 GiB")),
         (Some(0), _) => Err(bad("last string is not NUL-terminated")),
-        (_, _) => Err(bad("does not start with a NUL byte (offset 0 must be the empty string)")),
+        (_, _) => Err(bad(
+            "does not start with a NUL byte (offset 0 must be the empty string)",
+        )),
     }
 }
 
@@ -170,6 +179,7 @@ pub(super) fn parse_types(r: Reader<'_>) -> Result<(Vec<BtfType>, Vec<u32>), Btf
         types.push(t);
         pos += len; // len <= data.len() - pos, checked by parse_one
     }
+    types.shrink_to_fit();
     Ok((types, tag_kflags))
 }
 

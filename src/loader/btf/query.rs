@@ -82,9 +82,7 @@ impl Btf {
                     })
                 }
             };
-            return mult
-                .checked_mul(size)
-                .ok_or(BtfError::SizeOverflow { id });
+            return mult.checked_mul(size).ok_or(BtfError::SizeOverflow { id });
         }
         Err(BtfError::Cycle {
             id,

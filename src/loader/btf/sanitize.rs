@@ -184,7 +184,8 @@ pub fn probe_blob(feature: BtfFeatureKind) -> Vec<u8> {
 ///
 /// - no DATASEC: VAR -> 1-byte INT with the VAR's name; DATASEC -> STRUCT of the same size whose
 ///   members are the variables (name with '.' replaced by '_', as a new string);
-/// - no FUNC: FUNC_PROTO -> ENUM (one value per param), FUNC -> TYPEDEF of it;
+/// - no FUNC: FUNC_PROTO -> ENUM (one value per param; unnamed params named `__param`), FUNC ->
+///   TYPEDEF of it;
 /// - no global FUNC: global FUNC -> static;
 /// - no FLOAT: FLOAT -> anonymous empty STRUCT of the same size;
 /// - no DECL_TAG: DECL_TAG -> anonymous 1-byte INT;
@@ -194,6 +195,7 @@ pub fn probe_blob(feature: BtfFeatureKind) -> Vec<u8> {
 pub fn sanitize(btf: &Btf, features: &BtfFeatures) -> Btf {
     let mut out = btf.clone();
     let mut enum64_placeholder = None;
+    let mut unnamed_param = None;
     for idx in 0..out.types.len() {
         let Some(t) = out.types.get(idx) else { break };
         let new = match t {
@@ -231,18 +233,28 @@ pub fn sanitize(btf: &Btf, features: &BtfFeatures) -> Btf {
                     members,
                 })
             }
-            BtfType::FuncProto { params, .. } if !features.func => Some(BtfType::Enum {
-                name_off: 0,
-                size: 4,
-                signed: false,
-                values: params
+            BtfType::FuncProto { params, .. } if !features.func => {
+                let mut values: Vec<EnumValue> = params
                     .iter()
                     .map(|p| EnumValue {
                         name_off: p.name_off,
                         value: p.type_id as i64,
                     })
-                    .collect(),
-            }),
+                    .collect();
+                // Kernels check enum value names are identifiers; unnamed params get a name.
+                if values.iter().any(|v| v.name_off == 0) {
+                    let unnamed = *unnamed_param.get_or_insert_with(|| out.add_string("__param"));
+                    for v in values.iter_mut().filter(|v| v.name_off == 0) {
+                        v.name_off = unnamed;
+                    }
+                }
+                Some(BtfType::Enum {
+                    name_off: 0,
+                    size: 4,
+                    signed: false,
+                    values,
+                })
+            }
             BtfType::Func {
                 name_off, proto, ..
             } if !features.func => Some(BtfType::Typedef {
@@ -270,9 +282,9 @@ pub fn sanitize(btf: &Btf, features: &BtfFeatures) -> Btf {
                 offset: 0,
                 bits: 8,
             }),
-            BtfType::TypeTag { type_id, .. } if !features.type_tag => Some(BtfType::Const {
-                type_id: *type_id,
-            }),
+            BtfType::TypeTag { type_id, .. } if !features.type_tag => {
+                Some(BtfType::Const { type_id: *type_id })
+            }
             BtfType::Enum {
                 name_off,
                 size,

@@ -57,7 +57,10 @@ fn parses_every_kind_in_both_byte_orders() {
             }
             t => panic!("{t:?}"),
         }
-        assert!(matches!(btf.type_by_id(7).unwrap(), BtfType::Fwd { is_union: true, .. }));
+        assert!(matches!(
+            btf.type_by_id(7).unwrap(),
+            BtfType::Fwd { is_union: true, .. }
+        ));
         match btf.type_by_id(12).unwrap() {
             BtfType::FuncProto { ret, params } => {
                 assert_eq!(*ret, 1);
@@ -66,11 +69,29 @@ fn parses_every_kind_in_both_byte_orders() {
             }
             t => panic!("{t:?}"),
         }
-        assert!(matches!(btf.type_by_id(13).unwrap(), BtfType::Func { proto: 12, linkage: 1, .. }));
-        assert!(matches!(btf.type_by_id(14).unwrap(), BtfType::Var { type_id: 1, linkage: 1, .. }));
+        assert!(matches!(
+            btf.type_by_id(13).unwrap(),
+            BtfType::Func {
+                proto: 12,
+                linkage: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            btf.type_by_id(14).unwrap(),
+            BtfType::Var {
+                type_id: 1,
+                linkage: 1,
+                ..
+            }
+        ));
         assert!(matches!(
             btf.type_by_id(17).unwrap(),
-            BtfType::DeclTag { type_id: 4, component_idx: 0, .. }
+            BtfType::DeclTag {
+                type_id: 4,
+                component_idx: 0,
+                ..
+            }
         ));
         match btf.type_by_id(19).unwrap() {
             BtfType::Enum64 { values, size, .. } => {
@@ -115,7 +136,10 @@ fn queries_resolve_size_find() {
     assert_eq!(btf.size_of(14).unwrap(), 4); // var int
     assert_eq!(btf.size_of(19).unwrap(), 8);
     assert!(matches!(btf.size_of(0), Err(BtfError::NoSize { .. })));
-    assert!(matches!(btf.size_of(13), Err(BtfError::NoSize { id: 13, .. })));
+    assert!(matches!(
+        btf.size_of(13),
+        Err(BtfError::NoSize { id: 13, .. })
+    ));
     assert!(matches!(btf.size_of(7), Err(BtfError::NoSize { .. })));
     assert_eq!(btf.find_by_name("s", BtfKind::Struct), Some(4));
     assert_eq!(btf.find_by_name("s", BtfKind::Union), None);
@@ -127,17 +151,30 @@ fn queries_resolve_size_find() {
     assert!(matches!(btf.type_by_id(0), Err(BtfError::VoidHasNoType)));
     assert!(matches!(
         btf.type_by_id(21),
-        Err(BtfError::TypeIdOutOfRange { id: 21, len: 21, .. })
+        Err(BtfError::TypeIdOutOfRange {
+            id: 21,
+            len: 21,
+            ..
+        })
     ));
-    assert!(matches!(btf.kind_of(u32::MAX), Err(BtfError::TypeIdOutOfRange { .. })));
+    assert!(matches!(
+        btf.kind_of(u32::MAX),
+        Err(BtfError::TypeIdOutOfRange { .. })
+    ));
 }
 
 #[test]
 fn strings_are_checked() {
     let mut btf = parse_all(false);
     let len = btf.strings().len() as u32;
-    assert!(matches!(btf.string_at(len), Err(BtfError::StringOutOfRange { .. })));
-    assert!(matches!(btf.string_at(u32::MAX), Err(BtfError::StringOutOfRange { .. })));
+    assert!(matches!(
+        btf.string_at(len),
+        Err(BtfError::StringOutOfRange { .. })
+    ));
+    assert!(matches!(
+        btf.string_at(u32::MAX),
+        Err(BtfError::StringOutOfRange { .. })
+    ));
     assert_eq!(btf.string_at(0).unwrap(), "");
     let off = btf.add_string("hello");
     assert_eq!(off, len);
@@ -164,13 +201,22 @@ fn err_of(bytes: &[u8]) -> BtfError {
 fn header_errors() {
     let b = all_kinds(false);
     let good = b.header();
-    assert!(matches!(err_of(&[0x9f, 0xeb, 1]), BtfError::TooShort { len: 3, .. }));
+    assert!(matches!(
+        err_of(&[0x9f, 0xeb, 1]),
+        BtfError::TooShort { len: 3, .. }
+    ));
     let mut h = good;
     h.0 = 0x1234;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::BadMagic { magic: 0x1234, .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::BadMagic { magic: 0x1234, .. }
+    ));
     let mut h = good;
     h.1 = 2;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::BadVersion { version: 2, .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::BadVersion { version: 2, .. }
+    ));
     for hdr_len in [0, 23, 25, 27] {
         let mut h = good;
         h.3 = hdr_len;
@@ -181,7 +227,10 @@ fn header_errors() {
     }
     let mut h = good;
     h.3 = 1 << 30;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::BadHeaderLen { .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::BadHeaderLen { .. }
+    ));
     // A longer (zero-padded) header is accepted.
     let mut h = good;
     h.3 = 32;
@@ -189,18 +238,30 @@ fn header_errors() {
     // Sections past the end, overflowing, overlapping, misaligned.
     let mut h = good;
     h.7 += 1;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::SectionOutOfBounds { .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::SectionOutOfBounds { .. }
+    ));
     let mut h = good;
     h.4 = u32::MAX;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::SectionOutOfBounds { .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::SectionOutOfBounds { .. }
+    ));
     let mut h = good;
     h.6 = h.5 - 4;
     h.7 = 4;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::BadSectionLayout { .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::BadSectionLayout { .. }
+    ));
     let mut h = good;
     h.4 = 2;
     h.5 -= 4;
-    assert!(matches!(err_of(&b.bytes_with(h)), BtfError::BadSectionLayout { .. }));
+    assert!(matches!(
+        err_of(&b.bytes_with(h)),
+        BtfError::BadSectionLayout { .. }
+    ));
 }
 
 #[test]
@@ -208,18 +269,31 @@ fn string_section_errors() {
     let mut b = RawBtf::new(false);
     b.int("int", 4, 1, 32);
     b.strings.pop(); // last string not NUL-terminated
-    assert!(matches!(err_of(&b.bytes()), BtfError::BadStringSection { .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::BadStringSection { .. }
+    ));
     let mut b = RawBtf::new(false);
     b.strings = b"x\0".to_vec();
-    assert!(matches!(err_of(&b.bytes()), BtfError::BadStringSection { .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::BadStringSection { .. }
+    ));
     let mut b = RawBtf::new(false);
     b.strings.clear();
-    assert!(matches!(err_of(&b.bytes()), BtfError::BadStringSection { .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::BadStringSection { .. }
+    ));
     let mut b = RawBtf::new(false);
     b.ty(1000, 7, 0, false, 0);
     assert!(matches!(
         err_of(&b.bytes()),
-        BtfError::StringOutOfRange { off: 1000, referrer: Some(1), .. }
+        BtfError::StringOutOfRange {
+            off: 1000,
+            referrer: Some(1),
+            ..
+        }
     ));
 }
 
@@ -229,7 +303,9 @@ fn type_errors() {
     for kind in [0, 20, 31] {
         let mut b = RawBtf::new(false);
         b.ty(0, kind, 0, false, 0);
-        assert!(matches!(err_of(&b.bytes()), BtfError::UnknownKind { id: 1, offset: 0, kind: k } if k == kind));
+        assert!(
+            matches!(err_of(&b.bytes()), BtfError::UnknownKind { id: 1, offset: 0, kind: k } if k == kind)
+        );
     }
     // Huge vlen with few bytes: truncated, checked before allocating.
     let mut b = RawBtf::new(false);
@@ -244,7 +320,11 @@ fn type_errors() {
     b.ty(0, 2, 0, false, 99);
     assert!(matches!(
         err_of(&b.bytes()),
-        BtfError::TypeIdOutOfRange { id: 99, len: 2, referrer: Some(1) }
+        BtfError::TypeIdOutOfRange {
+            id: 99,
+            len: 2,
+            referrer: Some(1)
+        }
     ));
     let mut b = RawBtf::new(false);
     let s = b.s("s");
@@ -252,14 +332,23 @@ fn type_errors() {
     b.u32(0);
     b.u32(7);
     b.u32(0);
-    assert!(matches!(err_of(&b.bytes()), BtfError::TypeIdOutOfRange { id: 7, .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::TypeIdOutOfRange { id: 7, .. }
+    ));
     // vlen on a kind without one; INT bits past its size.
     let mut b = RawBtf::new(false);
     b.ty(0, 2, 3, false, 0);
-    assert!(matches!(err_of(&b.bytes()), BtfError::InvalidType { id: 1, .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::InvalidType { id: 1, .. }
+    ));
     let mut b = RawBtf::new(false);
     b.int("int", 1, 0, 9);
-    assert!(matches!(err_of(&b.bytes()), BtfError::InvalidType { id: 1, .. }));
+    assert!(matches!(
+        err_of(&b.bytes()),
+        BtfError::InvalidType { id: 1, .. }
+    ));
 }
 
 #[test]
@@ -336,8 +425,14 @@ fn array_size_overflow() {
     b.u32(1);
     b.u32(2);
     let btf = Btf::parse(&b.bytes()).unwrap();
-    assert!(matches!(btf.size_of(2), Err(BtfError::SizeOverflow { id: 2 })));
-    assert!(matches!(btf.size_of(3), Err(BtfError::SizeOverflow { id: 3 })));
+    assert!(matches!(
+        btf.size_of(2),
+        Err(BtfError::SizeOverflow { id: 2 })
+    ));
+    assert!(matches!(
+        btf.size_of(3),
+        Err(BtfError::SizeOverflow { id: 3 })
+    ));
 }
 
 #[test]

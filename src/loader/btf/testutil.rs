@@ -42,7 +42,14 @@ impl RawBtf {
     }
 
     /// Appends a type header; returns the new type id.
-    pub fn ty(&mut self, name_off: u32, kind: u32, vlen: u32, kflag: bool, size_or_type: u32) -> u32 {
+    pub fn ty(
+        &mut self,
+        name_off: u32,
+        kind: u32,
+        vlen: u32,
+        kflag: bool,
+        size_or_type: u32,
+    ) -> u32 {
         self.u32(name_off);
         self.u32((u32::from(kflag) << 31) | (kind << 24) | vlen);
         self.u32(size_or_type);

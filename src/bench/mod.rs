@@ -1,0 +1,512 @@
+//! `rawsnoop bench`: how fast records move from a BPF program to userspace through the
+//! ring buffer (reserve/submit and output) and the per-CPU perf buffer, and what the
+//! consumer pays per record.
+//!
+//! The producer is `bpf/bench.bpf.c` on `tp/syscalls/sys_enter_getpgid`: every `getpgid()`
+//! made by this process emits `batch` records of `record_size` bytes. The producer thread
+//! calls `getpgid()` in a loop for `duration`; a consumer thread (our [`RingBuf`] /
+//! [`PerfBuf`]) counts what arrives. The program counts produced and dropped records per
+//! CPU in `stats`; the consumer's CPU time comes from `getrusage(RUSAGE_THREAD)`.
+
+mod report;
+
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::loader::attach::{self, AttachError};
+use crate::loader::load::{LoadError, LoadOptions, Object};
+use crate::loader::ObjectSpec;
+use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, PerfRecord, Wakeup};
+use crate::ringbuf::{RingBuf, RingBufError};
+use crate::sys::{bpf, cpus};
+
+pub use report::{explain, format_json_lines, format_table};
+
+/// The record paths compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `bpf_ringbuf_reserve` + `bpf_ringbuf_submit`: the program writes in place.
+    RingbufReserve,
+    /// `bpf_ringbuf_output`: the program copies a prepared buffer in.
+    RingbufOutput,
+    /// `bpf_perf_event_output` into this CPU's perf ring.
+    Perfbuf,
+}
+
+impl Transport {
+    /// All three, in the order they are reported.
+    pub const ALL: [Transport; 3] = [
+        Transport::RingbufReserve,
+        Transport::RingbufOutput,
+        Transport::Perfbuf,
+    ];
+
+    /// The name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::RingbufReserve => "ringbuf-reserve",
+            Transport::RingbufOutput => "ringbuf-output",
+            Transport::Perfbuf => "perfbuf",
+        }
+    }
+
+    /// Parses a name from [`Transport::name`].
+    pub fn from_name(s: &str) -> Option<Transport> {
+        Transport::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Transport::RingbufReserve => "bench_ringbuf_reserve",
+            Transport::RingbufOutput => "bench_ringbuf_output",
+            Transport::Perfbuf => "bench_perfbuf",
+        }
+    }
+}
+
+/// When the consumer is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchWakeup {
+    /// Ring buffer: default flags (the kernel wakes a caught-up consumer per record);
+    /// perf buffer: `wakeup_events = 1`.
+    PerRecord,
+    /// Ring buffer: `BPF_RB_NO_WAKEUP` until this many bytes are unread, then
+    /// `BPF_RB_FORCE_WAKEUP`; perf buffer: a wakeup watermark of this many bytes.
+    Sampled { threshold_bytes: u32 },
+}
+
+impl BenchWakeup {
+    /// `per-record` or `sampled` (the perf buffer's watermark).
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchWakeup::PerRecord => "per-record",
+            BenchWakeup::Sampled { .. } => "sampled",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
+    pub transports: Vec<Transport>,
+    /// How long the producer runs per transport.
+    pub duration: Duration,
+    /// Records per `getpgid()` call (the program clamps it to 10000).
+    pub batch: u32,
+    /// Bytes per record (the program rounds up to 8, 16, 32, ..., 4096).
+    pub record_size: u32,
+    pub wakeup: BenchWakeup,
+    /// Ring buffer size in bytes (power of two, page multiple); `None`: the object's 16 MiB.
+    pub ringbuf_size: Option<u32>,
+    /// Perf buffer data pages per CPU (power of two).
+    pub perf_pages_per_cpu: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            transports: Transport::ALL.to_vec(),
+            duration: Duration::from_secs(2),
+            batch: 100,
+            record_size: 64,
+            wakeup: BenchWakeup::PerRecord,
+            ringbuf_size: None,
+            perf_pages_per_cpu: 1024,
+        }
+    }
+}
+
+/// Measurements of one transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchResult {
+    pub transport: Transport,
+    /// The wakeup mode this was measured with.
+    pub wakeup: BenchWakeup,
+    /// Producer run time.
+    pub produce_time: Duration,
+    /// Consumer run time (until it drained what was left after the producer stopped).
+    pub consume_time: Duration,
+    /// Records the program handed to the buffer.
+    pub produced: u64,
+    /// Records the consumer received.
+    pub consumed: u64,
+    /// Records the buffer refused (full), as counted by the program. (For the perf buffer the
+    /// consumer also sees these as LOST records; they are not counted twice.)
+    pub dropped: u64,
+    /// Consumer thread CPU time (user + system).
+    pub consumer_cpu: Duration,
+    /// Times the consumer slept in epoll and was woken by the kernel.
+    pub wakeups: u64,
+}
+
+fn per_sec(n: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+impl BenchResult {
+    /// Millions of records produced per second.
+    pub fn produced_mps(&self) -> f64 {
+        per_sec(self.produced, self.produce_time) / 1e6
+    }
+    /// Millions of records consumed per second.
+    pub fn consumed_mps(&self) -> f64 {
+        per_sec(self.consumed, self.consume_time) / 1e6
+    }
+    /// Millions of records dropped per second.
+    pub fn dropped_mps(&self) -> f64 {
+        per_sec(self.dropped, self.produce_time) / 1e6
+    }
+    /// Consumer CPU nanoseconds per record received (0 when nothing was received).
+    pub fn consumer_ns_per_record(&self) -> f64 {
+        if self.consumed == 0 {
+            0.0
+        } else {
+            self.consumer_cpu.as_nanos() as f64 / self.consumed as f64
+        }
+    }
+    /// Kernel wakeups of the consumer per second.
+    pub fn wakeups_per_s(&self) -> f64 {
+        per_sec(self.wakeups, self.consume_time)
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("bench: invalid options: {0}")]
+    Options(String),
+    #[error("bench: parsing the embedded bench object: {0}")]
+    Parse(String),
+    #[error("bench: loading the bench object: {0}")]
+    Load(#[from] LoadError),
+    #[error("bench: the bench object has no {kind} named '{name}' (rebuild bpf/bench.bpf.c)")]
+    Missing { kind: &'static str, name: String },
+    #[error("bench: attaching {program}: {source}")]
+    Attach {
+        program: &'static str,
+        #[source]
+        source: AttachError,
+    },
+    #[error("bench: {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bench ({transport}): {source}")]
+    RingBuf {
+        transport: &'static str,
+        #[source]
+        source: RingBufError,
+    },
+    #[error("bench ({transport}): {source}")]
+    PerfBuf {
+        transport: &'static str,
+        #[source]
+        source: PerfBufError,
+    },
+    #[error("bench ({0}): the consumer thread panicked")]
+    ConsumerPanicked(&'static str),
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
+    move |source| BenchError::Io { what, source }
+}
+
+const RINGBUF_DEFAULT_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Runs each requested transport in turn and returns one result per transport.
+pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
+    if opts.duration.is_zero() || opts.batch == 0 {
+        return Err(BenchError::Options(
+            "duration and batch must be non-zero".into(),
+        ));
+    }
+    let spec =
+        ObjectSpec::parse(crate::objects::BENCH).map_err(|e| BenchError::Parse(e.to_string()))?;
+    let mut load = LoadOptions::default();
+    let rb_size = opts.ringbuf_size.unwrap_or(RINGBUF_DEFAULT_SIZE);
+    load.max_entries.insert("rb".into(), rb_size);
+    let obj = Object::load_with(&spec, &load)?;
+    let map = |name: &str| {
+        obj.map(name)
+            .map(|m| m.fd())
+            .ok_or_else(|| BenchError::Missing {
+                kind: "map",
+                name: name.into(),
+            })
+    };
+    let (rb, pb, cfg, stats) = (map("rb")?, map("pb")?, map("cfg")?, map("stats")?);
+    let online = cpus::online_cpus().map_err(io("reading online CPUs"))?;
+    let nposs = cpus::possible_cpus()
+        .map_err(io("reading possible CPUs"))?
+        .iter()
+        .max()
+        .map_or(1, |m| *m as usize + 1);
+    let mut results = Vec::with_capacity(opts.transports.len());
+    for &t in &opts.transports {
+        write_cfg(cfg, opts)?;
+        bpf::map_update_elem(
+            stats,
+            &0u32.to_ne_bytes(),
+            &vec![0u8; 16 * nposs],
+            bpf::BPF_ANY,
+        )
+        .map_err(io("resetting the stats map"))?;
+        let consumer = match t {
+            Transport::Perfbuf => {
+                let wakeup = match opts.wakeup {
+                    BenchWakeup::PerRecord => Wakeup::Events(1),
+                    BenchWakeup::Sampled { threshold_bytes } => Wakeup::Watermark(threshold_bytes),
+                };
+                let popts = PerfBufOptions {
+                    pages_per_cpu: opts.perf_pages_per_cpu,
+                    wakeup,
+                };
+                Consumer::Perf(
+                    PerfBuf::new(pb, &popts).map_err(|source| BenchError::PerfBuf {
+                        transport: t.name(),
+                        source,
+                    })?,
+                )
+            }
+            _ => {
+                Consumer::Ring(
+                    RingBuf::new(rb, rb_size).map_err(|source| BenchError::RingBuf {
+                        transport: t.name(),
+                        source,
+                    })?,
+                )
+            }
+        };
+        let prog = obj
+            .program(t.program())
+            .ok_or_else(|| BenchError::Missing {
+                kind: "program",
+                name: t.program().into(),
+            })?;
+        let link = attach::attach(prog).map_err(|source| BenchError::Attach {
+            program: t.program(),
+            source,
+        })?;
+        let mut r = run_one(t, consumer, opts, &online)?;
+        drop(link);
+        let (produced, dropped) = read_stats(stats, nposs)?;
+        r.produced = produced;
+        r.dropped = dropped;
+        results.push(r);
+    }
+    Ok(results)
+}
+
+fn write_cfg(cfg: BorrowedFd<'_>, opts: &BenchOptions) -> Result<(), BenchError> {
+    let (mode, threshold) = match opts.wakeup {
+        BenchWakeup::PerRecord => (0u32, 0u64),
+        BenchWakeup::Sampled { threshold_bytes } => (1, u64::from(threshold_bytes)),
+    };
+    let mut v = Vec::with_capacity(24);
+    v.extend_from_slice(&std::process::id().to_ne_bytes());
+    v.extend_from_slice(&opts.batch.to_ne_bytes());
+    v.extend_from_slice(&opts.record_size.to_ne_bytes());
+    v.extend_from_slice(&mode.to_ne_bytes());
+    v.extend_from_slice(&threshold.to_ne_bytes());
+    bpf::map_update_elem(cfg, &0u32.to_ne_bytes(), &v, bpf::BPF_ANY)
+        .map_err(io("writing the cfg map"))
+}
+
+/// Sums `struct bench_stats { u64 produced; u64 dropped; }` over the per-CPU values.
+fn read_stats(stats: BorrowedFd<'_>, nposs: usize) -> Result<(u64, u64), BenchError> {
+    let mut v = vec![0u8; 16 * nposs];
+    bpf::map_lookup_elem(stats, &0u32.to_ne_bytes(), &mut v)
+        .map_err(io("reading the stats map"))?;
+    let word = |c: &[u8]| c.try_into().map(u64::from_ne_bytes).unwrap_or(0);
+    Ok(v.chunks_exact(16)
+        .fold((0, 0), |(p, d), c| (p + word(&c[..8]), d + word(&c[8..]))))
+}
+
+enum Consumer {
+    Ring(RingBuf),
+    Perf(PerfBuf),
+}
+
+/// What the consumer thread measured.
+struct Consumed {
+    records: u64,
+    cpu: Duration,
+    wakeups: u64,
+    elapsed: Duration,
+}
+
+fn consume_loop(
+    t: Transport,
+    mut c: Consumer,
+    stop: &AtomicBool,
+    start: Instant,
+) -> Result<Consumed, BenchError> {
+    let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+    let mut records = 0u64;
+    let mut checksum = 0u64;
+    let tick = Some(Duration::from_millis(50));
+    // Read the sequence number of each record, as a real consumer would touch its data.
+    let mut on_ring = |rec: &[u8]| {
+        records += 1;
+        if let Some(b) = rec.get(..8) {
+            checksum = checksum.wrapping_add(b.iter().map(|&x| u64::from(x)).sum());
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    let wakeups = match &mut c {
+        Consumer::Ring(rb) => {
+            let err = |source| BenchError::RingBuf {
+                transport: t.name(),
+                source,
+            };
+            while !stop.load(Ordering::Acquire) {
+                match rb.poll(tick, &mut on_ring) {
+                    Err(e) if !e.is_interrupted() => return Err(err(e)),
+                    _ => {}
+                }
+            }
+            while rb.consume(&mut on_ring).map_err(err)? > 0 {}
+            rb.wakeups()
+        }
+        Consumer::Perf(pb) => {
+            let err = |source| BenchError::PerfBuf {
+                transport: t.name(),
+                source,
+            };
+            let mut on_perf = |r: PerfRecord<'_>| match r {
+                PerfRecord::Sample { data, .. } => on_ring(data),
+                PerfRecord::Lost { .. } => std::ops::ControlFlow::Continue(()),
+            };
+            while !stop.load(Ordering::Acquire) {
+                match pb.poll(tick, &mut on_perf) {
+                    Err(e) if !e.is_interrupted() => return Err(err(e)),
+                    _ => {}
+                }
+            }
+            while pb.consume(&mut on_perf).map_err(err)? > 0 {}
+            pb.wakeups()
+        }
+    };
+    std::hint::black_box(checksum);
+    let elapsed = start.elapsed();
+    let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+    Ok(Consumed {
+        records,
+        cpu,
+        wakeups,
+        elapsed,
+    })
+}
+
+fn run_one(
+    t: Transport,
+    consumer: Consumer,
+    opts: &BenchOptions,
+    online: &[u32],
+) -> Result<BenchResult, BenchError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    // With two or more CPUs, producer and consumer get one each (as a tracer and the
+    // traced workload would); pinning also keeps BPF_F_CURRENT_CPU on one perf ring.
+    let (prod_cpu, cons_cpu) = (online.first().copied(), online.get(1).copied());
+    let stop2 = stop.clone();
+    let handle = std::thread::spawn(move || {
+        if let Some(c) = cons_cpu {
+            let _ = cpus::pin_current_thread(c);
+        }
+        consume_loop(t, consumer, &stop2, start)
+    });
+    let produced = std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(c) = prod_cpu {
+                let _ = cpus::pin_current_thread(c);
+            }
+            let t0 = Instant::now();
+            while t0.elapsed() < opts.duration {
+                for _ in 0..16 {
+                    cpus::getpgid_self().map_err(io("getpgid"))?;
+                }
+            }
+            Ok::<Duration, BenchError>(t0.elapsed())
+        })
+        .join()
+    });
+    stop.store(true, Ordering::Release);
+    let consumed = handle
+        .join()
+        .map_err(|_| BenchError::ConsumerPanicked(t.name()))??;
+    let produce_time = produced.map_err(|_| BenchError::ConsumerPanicked(t.name()))??;
+    Ok(BenchResult {
+        transport: t,
+        wakeup: opts.wakeup,
+        produce_time,
+        consume_time: consumed.elapsed,
+        produced: 0,
+        consumed: consumed.records,
+        dropped: 0,
+        consumer_cpu: consumed.cpu,
+        wakeups: consumed.wakeups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_names_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(Transport::from_name(t.name()), Some(t));
+        }
+        assert_eq!(Transport::from_name("nope"), None);
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let opts = BenchOptions {
+            batch: 0,
+            ..Default::default()
+        };
+        assert!(matches!(run(&opts), Err(BenchError::Options(_))));
+    }
+
+    /// A short real run of every transport: whatever the program produced reaches the
+    /// consumer, and the derived rates are consistent with the counts.
+    #[test]
+    fn short_real_run_delivers_everything_produced() {
+        let opts = BenchOptions {
+            duration: Duration::from_millis(200),
+            batch: 50,
+            wakeup: BenchWakeup::Sampled {
+                threshold_bytes: 64 * 1024,
+            },
+            ..Default::default()
+        };
+        let results = match run(&opts) {
+            Ok(r) => r,
+            Err(e) if std::env::var("RAWSNOOP_REQUIRE_BPF").as_deref() != Ok("1") => {
+                eprintln!("SKIPPED (needs root/CAP_BPF): bench short run: {e}");
+                return;
+            }
+            Err(e) => panic!("bench run failed: {e}"),
+        };
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            assert!(r.produced > 0, "{r:?}");
+            assert_eq!(r.consumed, r.produced, "{r:?}");
+            assert!(r.consumer_ns_per_record() > 0.0, "{r:?}");
+        }
+        let json = format_json_lines(&results);
+        assert_eq!(json.lines().count(), 3);
+        assert!(explain(&results).contains(" won: "));
+    }
+}

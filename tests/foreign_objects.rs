@@ -1,0 +1,120 @@
+//! Objects built for libbpf (the demo's own programs, compiled against Debian's libbpf
+//! headers) must load and trace under `--object` as they are; an object whose `struct event`
+//! does not match is refused with a clear error. When clang and the libbpf headers are here
+//! (CI installs them) the objects are rebuilt from `tests/foreign/*.bpf.c` first, else the
+//! committed ones are used.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn clang() -> Option<String> {
+    let candidates = std::env::var("CLANG").ok().into_iter().chain(
+        ["clang-22", "clang-19", "clang-16", "clang"].iter().map(|s| s.to_string()),
+    );
+    candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// The object for `stem`: freshly compiled into `dir` when possible, else the committed one.
+fn object(stem: &str, dir: &Path) -> PathBuf {
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/foreign");
+    let committed = src_dir.join(format!("{stem}.bpf.o"));
+    let Some(clang) = clang().filter(|_| Path::new("/usr/include/bpf/bpf_helpers.h").exists()) else {
+        eprintln!("note: no clang or libbpf headers: using committed {}", committed.display());
+        return committed;
+    };
+    let out = dir.join(format!("{stem}.bpf.o"));
+    let st = Command::new(&clang)
+        .args(["-target", "bpf", "-O2", "-g", "-D__TARGET_ARCH_x86", "-I"])
+        .arg(&src_dir)
+        .args(["-I/usr/include/x86_64-linux-gnu", "-c"])
+        .arg(src_dir.join(format!("{stem}.bpf.c")))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("run clang");
+    assert!(st.success(), "{clang} failed on {stem}.bpf.c");
+    out
+}
+
+fn foreign_object_traces(test: &str, stem: &str, flag: &str, ringbuf: bool) {
+    if !transport_allowed(test, ringbuf) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let obj = object(stem, &dir.0);
+    let probe = probe_program(&dir.0, "rsnp-foreign");
+    let mut tool = spawn_tool(&[flag, "--object", obj.to_str().unwrap()]);
+    assert_eq!(tool.next_line("the header"), "TIME     EVENT PID     COMM             FILENAME");
+    let pids = exec_n(&probe, 3);
+    let path = probe.to_str().unwrap();
+    let mut want: Vec<u32> = pids.clone();
+    while !want.is_empty() {
+        let line = tool.next_line("our execs through the foreign object");
+        if let Some((_, ev, pid, comm, filename)) = parse_table_line(&line) {
+            if filename == path && want.contains(&pid) {
+                assert_eq!((ev.as_str(), comm.as_str()), ("EXEC", "rsnp-foreign"), "{line}");
+                want.retain(|&p| p != pid);
+            }
+        }
+    }
+    assert!(tool.stop(libc::SIGINT).success());
+}
+
+#[test]
+fn ringbuf_reserve_libbpf_demo_object_traces() {
+    foreign_object_traces(
+        "ringbuf_reserve_libbpf_demo_object_traces",
+        "ringbuf-reserve-submit",
+        "--ringbuf-reserve",
+        true,
+    );
+}
+
+#[test]
+fn ringbuf_output_libbpf_demo_object_traces() {
+    foreign_object_traces("ringbuf_output_libbpf_demo_object_traces", "ringbuf-output", "--ringbuf", true);
+}
+
+#[test]
+fn perfbuf_libbpf_demo_object_traces() {
+    foreign_object_traces("perfbuf_libbpf_demo_object_traces", "perfbuf-output", "--perfbuf", false);
+}
+
+#[test]
+fn ringbuf_output_mismatched_event_layout_is_refused() {
+    let test = "ringbuf_output_mismatched_event_layout_is_refused";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let obj = object("bad-event", &dir.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["--ringbuf", "--object", obj.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("struct event"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn wrong_transport_for_the_object_is_a_clear_error() {
+    let test = "perfbuf_wrong_transport_for_object";
+    if !bpf_allowed(test) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let obj = object("ringbuf-output", &dir.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["--perfbuf", "--object", obj.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("PERF_EVENT_ARRAY"), "{err}");
+}

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Runs inside a vng guest (PID 1 is virtme-ng-init; we are root; the host root is
+# shared read-only over 9p). Usage: guest.sh RESULTS_DIR
+#
+# RESULTS_DIR is shared read-write with the host (vng --rwdir). It holds:
+#   in:  repo       the repository root (the tests' working directory)
+#        tests      one "name<TAB>executable" line per test binary
+#        args       extra arguments for every test binary, one per line
+#        timeout    seconds each test binary may run
+#        cmd        optional: a shell command to run instead of the tests
+#   out: uname, mounts-before, mounts-tests, <name>.out, <name>.rc, dmesg, done
+set -u
+R=$1
+cd "$R" || exit 90
+
+uname -r > uname
+cat /proc/mounts > mounts-before
+
+if [ -s cmd ]; then
+    bash -c "$(cat cmd)" > cmd.out 2>&1
+    echo $? > cmd.rc
+    dmesg > dmesg 2>/dev/null
+    echo ok > done
+    exit 0
+fi
+
+# A fresh system has neither tracefs, debugfs nor bpffs mounted; virtme-ng-init
+# mounts debugfs and tracefs. Undo that so the tests see what users see.
+for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug /sys/fs/bpf; do
+    while grep -q " $m " /proc/mounts; do umount "$m" 2>/dev/null || umount -l "$m" || break; done
+done
+cat /proc/mounts > mounts-tests
+
+repo=$(cat repo)
+limit=$(cat timeout)
+mapfile -t extra < args
+echo "rawsnoop-vm: tests start" > /dev/kmsg 2>/dev/null
+
+while IFS=$'\t' read -r name exe; do
+    [ -n "$name" ] || continue
+    start=$(date +%s.%N)
+    (
+        cd "$repo" &&
+            RAWSNOOP_REQUIRE_BPF=1 RUST_BACKTRACE=1 exec timeout -k 10 "$limit" \
+                "$exe" --test-threads=1 --show-output "${extra[@]}"
+    ) > "$name.out" 2>&1 < /dev/null
+    echo $? > "$name.rc"
+    end=$(date +%s.%N)
+    echo "$start $end" > "$name.time"
+done < tests
+
+echo "rawsnoop-vm: tests end" > /dev/kmsg 2>/dev/null
+dmesg > dmesg 2>/dev/null
+sync
+echo ok > done
