@@ -71,6 +71,8 @@ static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 /* 14: tgid in the upper 32 bits, pid (thread id) in the lower 32 */
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+/* 15: gid in the upper 32 bits, uid in the lower 32 */
+static __u64 (*bpf_get_current_uid_gid)(void) = (void *)15;
 /* 16 */
 static long (*bpf_get_current_comm)(void *buf, __u32 size_of_buf) = (void *)16;
 /* 25 */

@@ -27,6 +27,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct event *e;
 	int zero = 0;
+	if (filtered_out())
+		return 0;
 
 	e = bpf_map_lookup_elem(&heap, &zero);
 	if (!e) /* cannot happen: index 0 of a 1-entry array */

@@ -28,6 +28,23 @@ static __always_inline void record_drop(void)
 		__sync_fetch_and_add(count, 1);
 }
 
+/*
+ * Filters user space sets before loading. `const volatile` puts them in .rodata,
+ * which the loader turns into a one-entry array map, writes, then freezes; the
+ * verifier then knows the values and drops the branches they rule out.
+ * FILTER_NONE means "no filter".
+ */
+#define FILTER_NONE ((__u32)-1)
+const volatile __u32 filter_uid = FILTER_NONE;
+
+/* True when this exec should not be reported. */
+static __always_inline int filtered_out(void)
+{
+	if (filter_uid != FILTER_NONE && (__u32)bpf_get_current_uid_gid() != filter_uid)
+		return 1;
+	return 0;
+}
+
 /* The offset of the filename string inside the tracepoint record. */
 static __always_inline const void *
 exec_filename(const struct trace_event_raw_sched_process_exec *ctx)

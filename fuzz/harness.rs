@@ -72,9 +72,20 @@ pub fn parse_btf(data: &[u8]) -> Outcome {
         Ok(b) => b,
         Err(e) => panic!("to_bytes() of a parsed BTF does not re-parse: {e}"),
     };
-    assert_eq!(again.types_len(), btf.types_len(), "type count differs after round trip");
-    assert_eq!(again.strings(), btf.strings(), "strings differ after round trip");
-    assert!(again.to_bytes() == bytes, "re-encoding the re-parsed BTF gives other bytes");
+    assert_eq!(
+        again.types_len(),
+        btf.types_len(),
+        "type count differs after round trip"
+    );
+    assert_eq!(
+        again.strings(),
+        btf.strings(),
+        "strings differ after round trip"
+    );
+    assert!(
+        again.to_bytes() == bytes,
+        "re-encoding the re-parsed BTF gives other bytes"
+    );
 
     // Sanitising for the oldest kernel keeps every id (it may append types) and yields BTF that parses.
     let old = sanitize(&btf, &BtfFeatures::default());

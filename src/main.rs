@@ -36,6 +36,10 @@ struct Cli {
     /// Print one JSON object per event instead of the table.
     #[arg(long)]
     json: bool,
+    /// Report only execs by this user id (set in the program's .rodata before load, so
+    /// the kernel filters: other execs never reach the ring).
+    #[arg(short = 'u', long, value_name = "UID")]
+    uid: Option<u32>,
     /// Exit after this many events.
     #[arg(short = 'c', long, value_name = "N")]
     count: Option<u64>,
@@ -212,6 +216,7 @@ fn trace(cli: &Cli) -> Result<()> {
         opts.perf_wakeup = Wakeup::Watermark(w);
     }
     opts.ringbuf_size = cli.ringbuf_size;
+    opts.uid = cli.uid;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut tracer = Tracer::open(&opts)?;
     if cli.verbose {

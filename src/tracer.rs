@@ -87,6 +87,8 @@ pub struct TracerOptions {
     pub perf_wakeup: Wakeup,
     /// Ring buffer size in bytes instead of the object's (power of two, page multiple).
     pub ringbuf_size: Option<u32>,
+    /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
+    pub uid: Option<u32>,
 }
 
 impl TracerOptions {
@@ -97,6 +99,7 @@ impl TracerOptions {
             perf_pages: 8,
             perf_wakeup: Wakeup::Events(1),
             ringbuf_size: None,
+            uid: None,
         }
     }
 }
@@ -193,6 +196,15 @@ impl Tracer {
         let mut load_opts = LoadOptions::default();
         if let Some(size) = opts.ringbuf_size {
             load_opts.max_entries.insert(map_name.clone(), size);
+        }
+        if let Some(uid) = opts.uid {
+            let var = spec.global_var("filter_uid").filter(|v| v.size == 4).ok_or_else(|| {
+                TracerError::Missing(
+                    "`const volatile __u32 filter_uid` in .rodata, which --uid sets (the built-in objects have it)"
+                        .into(),
+                )
+            })?;
+            load_opts.data_patches.push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
         }
         let object = Object::load_with(&spec, &load_opts)?;
         let map = object.map(&map_name).ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;

@@ -118,3 +118,23 @@ fn wrong_transport_for_the_object_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("PERF_EVENT_ARRAY"), "{err}");
 }
+
+#[test]
+fn ringbuf_reserve_verifier_rejection_shows_the_c_source_line() {
+    let test = "ringbuf_reserve_verifier_rejection_shows_the_c_source_line";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let obj = object("verifier-reject", &dir.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["--ringbuf-reserve", "--object", obj.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("verifier rejected program 'handle_exec'"), "{err}");
+    // The line comes from .BTF.ext line_info, which only reaches the kernel with the BTF.
+    assert!(err.contains("e->pid = bpf_get_current_pid_tgid() >> 32;"), "no C source line in: {err}");
+    assert!(err.contains("ringbuf_mem_or_null"), "{err}");
+}

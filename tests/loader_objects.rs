@@ -50,10 +50,18 @@ fn expected_maps(t: Transport) -> Vec<Want> {
         value_size: 4,
         max_entries: 0,
     };
+    // `const volatile __u32 filter_uid` (bpf/tracer.h) becomes a one-entry array.
+    let rodata = Want {
+        name: ".rodata",
+        map_type: bpf::BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+    };
     match t {
-        Transport::RingbufReserve => vec![rb, drops],
-        Transport::RingbufOutput => vec![rb, heap, drops],
-        Transport::Perfbuf => vec![pb, heap, drops],
+        Transport::RingbufReserve => vec![rb, drops, rodata],
+        Transport::RingbufOutput => vec![rb, heap, drops, rodata],
+        Transport::Perfbuf => vec![pb, heap, drops, rodata],
     }
 }
 
@@ -84,16 +92,24 @@ fn check_spec(t: Transport) -> ObjectSpec {
             w.name
         );
     }
-    // Every relocation sits on an ld_imm64 and names a map; every map is referenced.
+    // Every relocation sits on an ld_imm64 and names a map; every map is referenced, the
+    // global data by value (offset of filter_uid), the others by fd.
     let mut referenced = BTreeSet::new();
+    let filter = spec.global_var("filter_uid").expect("filter_uid in .rodata");
+    assert_eq!((filter.section.as_str(), filter.size), (".rodata", 4));
     for r in &p.relocs {
         let insn = p.insns[r.insn];
         assert!(insn.is_ld_imm64(), "{t:?}: relocation at {} is on opcode {:#x}", r.insn, insn.code);
         match r.kind {
             RelocKind::Map { map } => {
+                assert_ne!(spec.maps[map].name, ".rodata", "{t:?}: global data is referenced by value");
                 referenced.insert(spec.maps[map].name.clone());
             }
-            RelocKind::MapValue { .. } => panic!("{t:?}: no global data in the built-in objects"),
+            RelocKind::MapValue { map, offset } => {
+                assert_eq!(spec.maps[map].name, ".rodata", "{t:?}");
+                assert_eq!(offset as usize, filter.offset, "{t:?}: points at filter_uid");
+                referenced.insert(spec.maps[map].name.clone());
+            }
         }
     }
     let all: BTreeSet<String> = want.iter().map(|w| w.name.to_string()).collect();

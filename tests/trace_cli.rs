@@ -326,3 +326,49 @@ fn perfbuf_mounts_tracefs_when_none_is_mounted() {
     };
     assert!(st.success(), "{st}");
 }
+
+#[test]
+fn ringbuf_output_uid_filter_runs_in_the_kernel() {
+    let test = "ringbuf_output_uid_filter_runs_in_the_kernel";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("uid");
+    let probe = probe_program(&dir.0, "rsnp-uid");
+    let mut tool = spawn_tool(&["--ringbuf", "--uid", "65534"]);
+    tool.next_line("the header");
+    // First as root (filtered out), then as nobody (reported). One ring keeps global order,
+    // so root's exec, had it passed the filter, would be read before nobody's.
+    let root_pid = exec_n(&probe, 1)[0];
+    let mut c = std::process::Command::new(&probe).uid(65534).gid(65534).spawn().expect("spawn as nobody");
+    let nobody_pid = c.id();
+    assert!(c.wait().unwrap().success());
+    let path = probe.to_str().unwrap();
+    loop {
+        let line = tool.next_line("nobody's exec");
+        let Some((_, _, pid, _, filename)) = parse_table_line(&line) else { continue };
+        assert_ne!(pid, root_pid, "root's exec passed --uid 65534: {line}");
+        if pid == nobody_pid {
+            assert_eq!(filename, path);
+            break;
+        }
+    }
+    assert!(tool.stop(libc::SIGINT).success());
+}
+
+#[test]
+fn perfbuf_uid_filter_needs_the_variable_in_foreign_objects() {
+    let test = "perfbuf_uid_filter_needs_the_variable";
+    if !bpf_allowed(test) {
+        return;
+    }
+    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/foreign/perfbuf-output.bpf.o");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["--perfbuf", "--uid", "0", "--object", obj])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("filter_uid"), "{err}");
+}

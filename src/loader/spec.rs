@@ -245,6 +245,34 @@ impl ObjectSpec {
     pub fn map_index(&self, name: &str) -> Option<usize> {
         self.maps.iter().position(|m| m.name == name)
     }
+
+    /// Where global variable `name` lives: (its global-data section, byte offset, size),
+    /// from the BTF DATASEC of each global-data map. This is how user space sets a
+    /// program's `const volatile` configuration before load (see `LoadOptions::data_patches`).
+    pub fn global_var(&self, name: &str) -> Option<GlobalVar> {
+        let btf = self.btf.as_ref()?;
+        self.maps.iter().filter(|m| m.origin == MapOrigin::GlobalData).find_map(|m| {
+            let (_, vars) = btf.datasec(&m.section)?;
+            vars.iter().find_map(|v| match btf.type_by_id(v.type_id) {
+                Ok(crate::loader::btf::BtfType::Var { name_off, .. }) if btf.string_at(*name_off).ok() == Some(name) => {
+                    Some(GlobalVar {
+                        section: m.section.clone(),
+                        offset: v.offset as usize,
+                        size: v.size as usize,
+                    })
+                }
+                _ => None,
+            })
+        })
+    }
+}
+
+/// A global variable's place in its section (see [`ObjectSpec::global_var`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalVar {
+    pub section: String,
+    pub offset: usize,
+    pub size: usize,
 }
 
 /// Why an object could not be turned into an [`ObjectSpec`].
