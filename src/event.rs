@@ -80,8 +80,14 @@ impl<'a> EventRef<'a> {
     }
 }
 
-fn member<'b>(btf: &'b Btf, members: &'b [crate::loader::btf::Member], name: &str) -> Option<&'b crate::loader::btf::Member> {
-    members.iter().find(|m| btf.string_at(m.name_off).ok() == Some(name))
+fn member<'b>(
+    btf: &'b Btf,
+    members: &'b [crate::loader::btf::Member],
+    name: &str,
+) -> Option<&'b crate::loader::btf::Member> {
+    members
+        .iter()
+        .find(|m| btf.string_at(m.name_off).ok() == Some(name))
 }
 
 /// The layout of `struct event` in `btf`, if the object has one; an error when it has one
@@ -96,24 +102,31 @@ pub fn layout_from_btf(btf: &Btf) -> Result<Option<EventLayout>, EventError> {
         _ => return Err(mismatch("cannot read it from BTF".into())),
     };
     let field = |name: &str| -> Result<(usize, u32), EventError> {
-        let m = member(btf, &members, name).ok_or_else(|| mismatch(format!("no field `{name}`")))?;
+        let m =
+            member(btf, &members, name).ok_or_else(|| mismatch(format!("no field `{name}`")))?;
         if m.bitfield_size != 0 || m.offset_bits % 8 != 0 {
             return Err(mismatch(format!("`{name}` is a bitfield")));
         }
         Ok(((m.offset_bits / 8) as usize, m.type_id))
     };
     let (pid_off, pid_ty) = field("pid")?;
-    let pid_size = btf.size_of(pid_ty).map_err(|e| mismatch(format!("`pid`: {e}")))?;
+    let pid_size = btf
+        .size_of(pid_ty)
+        .map_err(|e| mismatch(format!("`pid`: {e}")))?;
     if pid_size != 4 {
-        return Err(mismatch(format!("`pid` is {pid_size} bytes, not a 4-byte int")));
+        return Err(mismatch(format!(
+            "`pid` is {pid_size} bytes, not a 4-byte int"
+        )));
     }
     let char_array = |name: &str| -> Result<(usize, usize), EventError> {
         let (off, ty) = field(name)?;
-        let resolved = btf.resolve(ty).map_err(|e| mismatch(format!("`{name}`: {e}")))?;
+        let resolved = btf
+            .resolve(ty)
+            .map_err(|e| mismatch(format!("`{name}`: {e}")))?;
         match btf.type_by_id(resolved) {
-            Ok(BtfType::Array { elem_type, nelems, .. }) if btf.size_of(*elem_type).ok() == Some(1) => {
-                Ok((off, *nelems as usize))
-            }
+            Ok(BtfType::Array {
+                elem_type, nelems, ..
+            }) if btf.size_of(*elem_type).ok() == Some(1) => Ok((off, *nelems as usize)),
             _ => Err(mismatch(format!("`{name}` is not a char array"))),
         }
     };
@@ -133,7 +146,9 @@ pub fn layout_from_btf(btf: &Btf) -> Result<Option<EventLayout>, EventError> {
         ("filename", filename_off + filename_len),
     ] {
         if end > size {
-            return Err(mismatch(format!("`{name}` ends at byte {end}, past the struct's {size} bytes")));
+            return Err(mismatch(format!(
+                "`{name}` ends at byte {end}, past the struct's {size} bytes"
+            )));
         }
     }
     Ok(Some(layout))
@@ -173,7 +188,10 @@ mod tests {
         let r = vec![0u8; 100];
         assert_eq!(
             EventRef::parse(&r, &BUILTIN_LAYOUT).unwrap_err(),
-            EventError::Short { got: 100, want: 532 }
+            EventError::Short {
+                got: 100,
+                want: 532
+            }
         );
     }
 }

@@ -10,12 +10,40 @@ use crate::loader::spec::{AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec,
 /// `enum bpf_map_type` names (include/uapi/linux/bpf.h).
 pub fn map_type_name(t: u32) -> &'static str {
     const NAMES: [&str; 34] = [
-        "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
-        "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
-        "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
-        "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage", "devmap_hash",
-        "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter", "user_ringbuf",
-        "cgrp_storage", "arena",
+        "unspec",
+        "hash",
+        "array",
+        "prog_array",
+        "perf_event_array",
+        "percpu_hash",
+        "percpu_array",
+        "stack_trace",
+        "cgroup_array",
+        "lru_hash",
+        "lru_percpu_hash",
+        "lpm_trie",
+        "array_of_maps",
+        "hash_of_maps",
+        "devmap",
+        "sockmap",
+        "cpumap",
+        "xskmap",
+        "sockhash",
+        "cgroup_storage",
+        "reuseport_sockarray",
+        "percpu_cgroup_storage",
+        "queue",
+        "stack",
+        "sk_storage",
+        "devmap_hash",
+        "struct_ops",
+        "ringbuf",
+        "inode_storage",
+        "task_storage",
+        "bloom_filter",
+        "user_ringbuf",
+        "cgrp_storage",
+        "arena",
     ];
     NAMES.get(t as usize).copied().unwrap_or("unknown")
 }
@@ -23,11 +51,39 @@ pub fn map_type_name(t: u32) -> &'static str {
 /// `enum bpf_prog_type` names.
 pub fn prog_type_name(t: u32) -> &'static str {
     const NAMES: [&str; 33] = [
-        "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp", "perf_event",
-        "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops", "sk_skb", "cgroup_device",
-        "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local", "lirc_mode2", "sk_reuseport",
-        "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable", "cgroup_sockopt", "tracing",
-        "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
+        "unspec",
+        "socket_filter",
+        "kprobe",
+        "sched_cls",
+        "sched_act",
+        "tracepoint",
+        "xdp",
+        "perf_event",
+        "cgroup_skb",
+        "cgroup_sock",
+        "lwt_in",
+        "lwt_out",
+        "lwt_xmit",
+        "sock_ops",
+        "sk_skb",
+        "cgroup_device",
+        "sk_msg",
+        "raw_tracepoint",
+        "cgroup_sock_addr",
+        "lwt_seg6local",
+        "lirc_mode2",
+        "sk_reuseport",
+        "flow_dissector",
+        "cgroup_sysctl",
+        "raw_tracepoint_writable",
+        "cgroup_sockopt",
+        "tracing",
+        "struct_ops",
+        "ext",
+        "lsm",
+        "sk_lookup",
+        "syscall",
+        "netfilter",
     ];
     NAMES.get(t as usize).copied().unwrap_or("unknown")
 }
@@ -68,15 +124,25 @@ pub fn helper_name(id: i32) -> Option<&'static str> {
 pub fn format_insn(i: &Insn, next: Option<&Insn>) -> String {
     let class = i.code & 0x07;
     let (dst, src) = (i.dst(), i.src());
-    let alu_ops = ["+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=", "end"];
-    let jmp_ops = ["goto", "==", ">", ">=", "&", "!=", "s>", "s>=", "call", "exit", "<", "<=", "s<", "s<="];
+    let alu_ops = [
+        "+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=", "end",
+    ];
+    let jmp_ops = [
+        "goto", "==", ">", ">=", "&", "!=", "s>", "s>=", "call", "exit", "<", "<=", "s<", "s<=",
+    ];
     let size = match (i.code >> 3) & 0x3 {
         0 => "u32",
         1 => "u16",
         2 => "u8",
         _ => "u64",
     };
-    let operand = |is_reg: bool| if is_reg { format!("r{src}") } else { format!("{}", i.imm) };
+    let operand = |is_reg: bool| {
+        if is_reg {
+            format!("r{src}")
+        } else {
+            format!("{}", i.imm)
+        }
+    };
     match class {
         0x00 if i.code == 0x18 => {
             let hi = next.map_or(0, |n| n.imm as u32 as u64);
@@ -93,8 +159,22 @@ pub fn format_insn(i: &Insn, next: Option<&Insn>) -> String {
             match op {
                 "neg" => format!("{w}{dst} = -{w}{dst}"),
                 "end" => format!("{w}{dst} = bswap{}({w}{dst})", i.imm),
-                "=" => format!("{w}{dst} = {}", if i.code & 0x08 != 0 { format!("{w}{src}") } else { i.imm.to_string() }),
-                _ => format!("{w}{dst} {op} {}", if i.code & 0x08 != 0 { format!("{w}{src}") } else { i.imm.to_string() }),
+                "=" => format!(
+                    "{w}{dst} = {}",
+                    if i.code & 0x08 != 0 {
+                        format!("{w}{src}")
+                    } else {
+                        i.imm.to_string()
+                    }
+                ),
+                _ => format!(
+                    "{w}{dst} {op} {}",
+                    if i.code & 0x08 != 0 {
+                        format!("{w}{src}")
+                    } else {
+                        i.imm.to_string()
+                    }
+                ),
             }
         }
         0x05 | 0x06 => {
@@ -108,7 +188,11 @@ pub fn format_insn(i: &Insn, next: Option<&Insn>) -> String {
                     None => format!("call helper#{}", i.imm),
                 },
                 "goto" => format!("goto pc{:+}", i.off),
-                _ => format!("if {w}{dst} {op} {} goto pc{:+}", operand(i.code & 0x08 != 0), i.off),
+                _ => format!(
+                    "if {w}{dst} {op} {} goto pc{:+}",
+                    operand(i.code & 0x08 != 0),
+                    i.off
+                ),
             }
         }
         0x01 => format!("r{dst} = *({size} *)(r{src} {:+})", i.off),
@@ -127,7 +211,10 @@ pub fn format_insn(i: &Insn, next: Option<&Insn>) -> String {
             format!("lock *({size} *)(r{dst} {:+}) {op} r{src}{fetch}", i.off)
         }
         0x03 => format!("*({size} *)(r{dst} {:+}) = r{src}", i.off),
-        _ => format!("op {:#04x} r{dst} r{src} off {} imm {}", i.code, i.off, i.imm),
+        _ => format!(
+            "op {:#04x} r{dst} r{src} off {} imm {}",
+            i.code, i.off, i.imm
+        ),
     }
 }
 
@@ -171,7 +258,13 @@ fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
                 .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
                 .unwrap_or_default();
             if l.line_off != last_line {
-                let _ = writeln!(out, "      ; {}  [{}:{}]", source_line(btf, l.line_off), file, l.line_col >> 10);
+                let _ = writeln!(
+                    out,
+                    "      ; {}  [{}:{}]",
+                    source_line(btf, l.line_off),
+                    file,
+                    l.line_col >> 10
+                );
             }
             last_line = l.line_off;
             lines.next();
@@ -184,7 +277,10 @@ fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
                 RelocKind::MapValue { map, offset } => (map, format!(" + {offset}")),
             };
             let name = spec.maps.get(map).map_or("?", |m| m.name.as_str());
-            text = format!("r{} = &map '{name}'{extra}   (relocated at load)", insn.dst());
+            text = format!(
+                "r{} = &map '{name}'{extra}   (relocated at load)",
+                insn.dst()
+            );
         }
         let _ = writeln!(out, "    {idx:5}: {text}");
         skip_next = insn.is_ld_imm64();
@@ -198,11 +294,24 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
     let _ = writeln!(out, "  license: {:?}", spec.license);
     if spec.kern_version != 0 {
         let v = spec.kern_version;
-        let _ = writeln!(out, "  kernel version: {}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff);
+        let _ = writeln!(
+            out,
+            "  kernel version: {}.{}.{}",
+            v >> 16,
+            (v >> 8) & 0xff,
+            v & 0xff
+        );
     }
     let _ = writeln!(out, "\nsections ({}):", spec.sections.len());
     for s in &spec.sections {
-        let _ = writeln!(out, "  [{:2}] {:<36} {:<8} {:>8} bytes", s.index, s.name, s.kind.as_str(), s.size);
+        let _ = writeln!(
+            out,
+            "  [{:2}] {:<36} {:<8} {:>8} bytes",
+            s.index,
+            s.name,
+            s.kind.as_str(),
+            s.size
+        );
     }
     let _ = writeln!(out, "\nmaps ({}):", spec.maps.len());
     for m in &spec.maps {
@@ -211,7 +320,11 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             MapOrigin::Legacy => "legacy `maps` section",
             MapOrigin::GlobalData => "global data",
         };
-        let entries = if m.max_entries == 0 { "0 (= possible CPUs)".to_string() } else { m.max_entries.to_string() };
+        let entries = if m.max_entries == 0 {
+            "0 (= possible CPUs)".to_string()
+        } else {
+            m.max_entries.to_string()
+        };
         let _ = writeln!(
             out,
             "  {:<16} {:<17} key {:>3} B  value {:>5} B  max_entries {entries}  flags {:#x}  ({origin}, section {}){}",
@@ -241,7 +354,11 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
                 RelocKind::MapValue { map, offset } => (map, format!("map value + {offset}")),
             };
             let name = spec.maps.get(map).map_or("?", |m| m.name.as_str());
-            let _ = writeln!(out, "      insn {:5}: ld_imm64 <- {what} of '{name}'", r.insn);
+            let _ = writeln!(
+                out,
+                "      insn {:5}: ld_imm64 <- {what} of '{name}'",
+                r.insn
+            );
         }
     }
     for w in &spec.warnings {
@@ -255,7 +372,10 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             }
         }
         None => {
-            let _ = writeln!(out, "\nno BTF (compile with -g to get types and source lines)");
+            let _ = writeln!(
+                out,
+                "\nno BTF (compile with -g to get types and source lines)"
+            );
         }
     }
     out
@@ -266,20 +386,43 @@ mod tests {
     use super::*;
 
     fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn { code, regs: (src << 4) | dst, off, imm }
+        Insn {
+            code,
+            regs: (src << 4) | dst,
+            off,
+            imm,
+        }
     }
 
     #[test]
     fn formats_common_instructions() {
         assert_eq!(format_insn(&insn(0xb7, 1, 0, 0, 5), None), "r1 = 5");
         assert_eq!(format_insn(&insn(0xbf, 6, 1, 0, 0), None), "r6 = r1");
-        assert_eq!(format_insn(&insn(0x85, 0, 0, 0, 131), None), "call bpf_ringbuf_reserve#131");
-        assert_eq!(format_insn(&insn(0x85, 0, 0, 0, 9999), None), "call helper#9999");
-        assert_eq!(format_insn(&insn(0xdb, 0, 1, 0, 0), None), "lock *(u64 *)(r0 +0) += r1");
+        assert_eq!(
+            format_insn(&insn(0x85, 0, 0, 0, 131), None),
+            "call bpf_ringbuf_reserve#131"
+        );
+        assert_eq!(
+            format_insn(&insn(0x85, 0, 0, 0, 9999), None),
+            "call helper#9999"
+        );
+        assert_eq!(
+            format_insn(&insn(0xdb, 0, 1, 0, 0), None),
+            "lock *(u64 *)(r0 +0) += r1"
+        );
         assert_eq!(format_insn(&insn(0x95, 0, 0, 0, 0), None), "exit");
-        assert_eq!(format_insn(&insn(0x15, 0, 0, 3, 0), None), "if r0 == 0 goto pc+3");
-        assert_eq!(format_insn(&insn(0x61, 1, 6, 8, 0), None), "r1 = *(u32 *)(r6 +8)");
-        assert_eq!(format_insn(&insn(0x18, 1, 1, 0, 7), Some(&insn(0, 0, 0, 0, 0))), "r1 = map_fd[7] ll");
+        assert_eq!(
+            format_insn(&insn(0x15, 0, 0, 3, 0), None),
+            "if r0 == 0 goto pc+3"
+        );
+        assert_eq!(
+            format_insn(&insn(0x61, 1, 6, 8, 0), None),
+            "r1 = *(u32 *)(r6 +8)"
+        );
+        assert_eq!(
+            format_insn(&insn(0x18, 1, 1, 0, 7), Some(&insn(0, 0, 0, 0, 0))),
+            "r1 = map_fd[7] ll"
+        );
         assert_eq!(map_type_name(27), "ringbuf");
         assert_eq!(prog_type_name(5), "tracepoint");
         assert_eq!(map_type_name(9999), "unknown");
@@ -294,7 +437,10 @@ mod tests {
                 assert!(text.contains(&m.name), "{name}: map {} missing", m.name);
             }
             for p in &spec.programs {
-                assert!(text.contains(&format!("{} in section '{}'", p.name, p.section)), "{name}");
+                assert!(
+                    text.contains(&format!("{} in section '{}'", p.name, p.section)),
+                    "{name}"
+                );
             }
             assert!(text.contains("BTF types"), "{name}");
         }

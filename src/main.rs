@@ -60,7 +60,7 @@ struct Cli {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     #[arg(long, value_name = "BYTES")]
     ringbuf_size: Option<u32>,
-    /// Say more: warnings, how the program attached, whole verifier logs.
+    /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
 
@@ -109,7 +109,16 @@ enum Command {
 
 fn bench(cmd: &Command) -> Result<()> {
     use rawsnoop::bench::{self, BenchOptions, BenchWakeup, Transport as BenchTransport};
-    let Command::Bench { transport, duration, batch, size, wakeup, threshold, json } = cmd else {
+    let Command::Bench {
+        transport,
+        duration,
+        batch,
+        size,
+        wakeup,
+        threshold,
+        json,
+    } = cmd
+    else {
         unreachable!("bench() is only called for the bench subcommand");
     };
     let mut opts = BenchOptions::default();
@@ -117,8 +126,9 @@ fn bench(cmd: &Command) -> Result<()> {
         opts.transports = transport
             .iter()
             .map(|t| {
-                BenchTransport::from_name(t)
-                    .with_context(|| format!("unknown transport '{t}': use ringbuf-reserve, ringbuf or perfbuf"))
+                BenchTransport::from_name(t).with_context(|| {
+                    format!("unknown transport '{t}': use ringbuf-reserve, ringbuf or perfbuf")
+                })
             })
             .collect::<Result<_>>()?;
     }
@@ -128,7 +138,9 @@ fn bench(cmd: &Command) -> Result<()> {
     opts.duration = Duration::from_secs_f64(*duration);
     opts.batch = *batch;
     opts.record_size = *size;
-    let sampled = BenchWakeup::Sampled { threshold_bytes: *threshold };
+    let sampled = BenchWakeup::Sampled {
+        threshold_bytes: *threshold,
+    };
     let modes = match wakeup.as_str() {
         "per-record" => vec![BenchWakeup::PerRecord],
         "sampled" => vec![sampled],
@@ -142,7 +154,11 @@ fn bench(cmd: &Command) -> Result<()> {
     for mode in modes {
         opts.wakeup = mode;
         if !json {
-            eprintln!("running {} transport(s), {} wakeups, {duration} s each ...", opts.transports.len(), mode.name());
+            eprintln!(
+                "running {} transport(s), {} wakeups, {duration} s each ...",
+                opts.transports.len(),
+                mode.name()
+            );
         }
         let results = bench::run(&opts)?;
         if *json {
@@ -166,7 +182,8 @@ fn bench(cmd: &Command) -> Result<()> {
 fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut emit = |name: &str, bytes: &[u8]| -> Result<()> {
-        let spec = rawsnoop::loader::ObjectSpec::parse(bytes).with_context(|| format!("reading {name}"))?;
+        let spec = rawsnoop::loader::ObjectSpec::parse(bytes)
+            .with_context(|| format!("reading {name}"))?;
         let text = rawsnoop::inspect::describe(name, &spec, !no_insns);
         match writeln!(out, "{text}") {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -198,7 +215,9 @@ fn transport(cli: &Cli) -> Transport {
 fn report_lost(lost: Lost) {
     match lost {
         Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
-        Lost::Bpf { count } => eprintln!("Lost {count} events (the BPF program found the buffer full)"),
+        Lost::Bpf { count } => {
+            eprintln!("Lost {count} events (the BPF program found the buffer full)")
+        }
     }
 }
 
@@ -209,7 +228,10 @@ fn trace(cli: &Cli) -> Result<()> {
         opts.object = Some(bytes);
     }
     if !cli.perf_pages.is_power_of_two() {
-        anyhow::bail!("--perf-pages must be a power of two (got {})", cli.perf_pages);
+        anyhow::bail!(
+            "--perf-pages must be a power of two (got {})",
+            cli.perf_pages
+        );
     }
     opts.perf_pages = cli.perf_pages;
     if let Some(w) = cli.perf_watermark {
@@ -219,11 +241,15 @@ fn trace(cli: &Cli) -> Result<()> {
     opts.uid = cli.uid;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut tracer = Tracer::open(&opts)?;
+    for w in &tracer.warnings {
+        eprintln!("rawsnoop: warning: {w}");
+    }
     if cli.verbose {
-        for w in &tracer.warnings {
-            eprintln!("rawsnoop: warning: {w}");
-        }
-        eprintln!("rawsnoop: attached with {} over {}", tracer.link_kind(), opts.transport.name());
+        eprintln!(
+            "rawsnoop: attached with {} over {}",
+            tracer.link_kind(),
+            opts.transport.name()
+        );
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -231,7 +257,9 @@ fn trace(cli: &Cli) -> Result<()> {
         writeln!(out, "{}", output::header())?;
     }
     out.flush()?;
-    let deadline = cli.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let deadline = cli
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut seen = 0u64;
     let mut write_err: Option<io::Error> = None;
     while !sys::signal::stop_requested() {
@@ -314,9 +342,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if cli.verbose {
-                if let Some(rawsnoop::tracer::TracerError::Load(rawsnoop::loader::load::LoadError::Verifier {
-                    log, ..
-                })) = e.downcast_ref::<TracerError>()
+                if let Some(rawsnoop::tracer::TracerError::Load(
+                    rawsnoop::loader::load::LoadError::Verifier { log, .. },
+                )) = e.downcast_ref::<TracerError>()
                 {
                     eprintln!("Full verifier log:\n{log}");
                 }

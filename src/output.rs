@@ -8,7 +8,10 @@ use crate::event::EventRef;
 
 /// The table header, exactly as the demo prints it.
 pub fn header() -> String {
-    format!("{:<8} {:<5} {:<7} {:<16} {}", "TIME", "EVENT", "PID", "COMM", "FILENAME")
+    format!(
+        "{:<8} {:<5} {:<7} {:<16} {}",
+        "TIME", "EVENT", "PID", "COMM", "FILENAME"
+    )
 }
 
 /// Escapes bytes for a terminal: printable UTF-8 stays, `\\` doubles, `\n` `\t` `\r` use
@@ -26,7 +29,9 @@ pub fn escape(bytes: &[u8]) -> String {
                 c if c.is_control() && (c as u32) < 0x100 => {
                     let _ = write!(out, "\\x{:02x}", c as u32);
                 }
-                c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                c if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+                {
                     let _ = write!(out, "\\u{{{:04x}}}", c as u32);
                 }
                 c => out.push(c),
@@ -106,7 +111,10 @@ mod tests {
         r[4..6].copy_from_slice(b"sh");
         r[20..27].copy_from_slice(b"/bin/sh");
         let e = EventRef::parse(&r, &BUILTIN_LAYOUT).unwrap();
-        assert_eq!(text_line("19:17:39", &e), "19:17:39 EXEC  3232062 sh               /bin/sh");
+        assert_eq!(
+            text_line("19:17:39", &e),
+            "19:17:39 EXEC  3232062 sh               /bin/sh"
+        );
         assert_eq!(header(), "TIME     EVENT PID     COMM             FILENAME");
         assert_eq!(
             json_line(1.5, &e),

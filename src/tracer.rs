@@ -24,7 +24,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::RingbufReserve, Transport::RingbufOutput, Transport::Perfbuf];
+    pub const ALL: [Transport; 3] = [
+        Transport::RingbufReserve,
+        Transport::RingbufOutput,
+        Transport::Perfbuf,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -69,9 +73,7 @@ pub enum TracerError {
          kernels before 5.8): run it with sudo"
     )]
     NoPrivilege,
-    #[error(
-        "ringbuf needs Linux >= 5.8 and this kernel is {0}: use --perfbuf"
-    )]
+    #[error("ringbuf needs Linux >= 5.8 and this kernel is {0}: use --perfbuf")]
     NoRingbuf(String),
 }
 
@@ -136,7 +138,7 @@ pub fn has_privilege() -> bool {
     has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
 }
 
-fn find_program<'a>(spec: &'a ObjectSpec) -> Option<&'a str> {
+fn find_program(spec: &ObjectSpec) -> Option<&str> {
     let exec = spec.programs.iter().find(|p| {
         p.attach
             == AttachPoint::Tracepoint {
@@ -144,8 +146,12 @@ fn find_program<'a>(spec: &'a ObjectSpec) -> Option<&'a str> {
                 name: "sched_process_exec".into(),
             }
     });
-    exec.or_else(|| spec.programs.iter().find(|p| matches!(p.attach, AttachPoint::Tracepoint { .. })))
-        .map(|p| p.name.as_str())
+    exec.or_else(|| {
+        spec.programs
+            .iter()
+            .find(|p| matches!(p.attach, AttachPoint::Tracepoint { .. }))
+    })
+    .map(|p| p.name.as_str())
 }
 
 fn find_map<'a>(spec: &'a ObjectSpec, map_type: u32, preferred: &str) -> Option<&'a str> {
@@ -168,7 +174,11 @@ impl Tracer {
         };
         let spec = ObjectSpec::parse(bytes)?;
         let prog_name = find_program(&spec)
-            .ok_or_else(|| TracerError::Missing("tracepoint program (SEC(\"tp/sched/sched_process_exec\"))".into()))?
+            .ok_or_else(|| {
+                TracerError::Missing(
+                    "tracepoint program (SEC(\"tp/sched/sched_process_exec\"))".into(),
+                )
+            })?
             .to_string();
         let (map_type, preferred) = if opts.transport.uses_ringbuf() {
             (bpf::BPF_MAP_TYPE_RINGBUF, "rb")
@@ -179,7 +189,11 @@ impl Tracer {
             .ok_or_else(|| {
                 TracerError::Missing(format!(
                     "{} map for --{}",
-                    if opts.transport.uses_ringbuf() { "BPF_MAP_TYPE_RINGBUF" } else { "BPF_MAP_TYPE_PERF_EVENT_ARRAY" },
+                    if opts.transport.uses_ringbuf() {
+                        "BPF_MAP_TYPE_RINGBUF"
+                    } else {
+                        "BPF_MAP_TYPE_PERF_EVENT_ARRAY"
+                    },
                     opts.transport.name()
                 ))
             })?
@@ -189,7 +203,9 @@ impl Tracer {
             None => BUILTIN_LAYOUT,
         };
         if opts.transport.uses_ringbuf() {
-            if let Some(v) = sys::kernel::version().filter(|v| *v < sys::kernel::KernelVersion(5, 8, 0)) {
+            if let Some(v) =
+                sys::kernel::version().filter(|v| *v < sys::kernel::KernelVersion(5, 8, 0))
+            {
                 return Err(TracerError::NoRingbuf(v.to_string()));
             }
         }
@@ -204,10 +220,14 @@ impl Tracer {
                         .into(),
                 )
             })?;
-            load_opts.data_patches.push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
+            load_opts
+                .data_patches
+                .push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
         }
         let object = Object::load_with(&spec, &load_opts)?;
-        let map = object.map(&map_name).ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
+        let map = object
+            .map(&map_name)
+            .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
         let source = if opts.transport.uses_ringbuf() {
             Source::Ring(RingBuf::new(map.fd(), map.spec.max_entries)?)
         } else {
@@ -219,7 +239,9 @@ impl Tracer {
                 },
             )?)
         };
-        let prog = object.program(&prog_name).ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
+        let prog = object
+            .program(&prog_name)
+            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let link = attach::attach(prog)?;
         let warnings = object.warnings.clone();
         Ok(Tracer {
@@ -245,7 +267,12 @@ impl Tracer {
     /// Waits up to `timeout` for data, hands every event to `on_event` and every loss to
     /// `on_lost`. Returns how many events were delivered. `on_event` may stop early with
     /// `ControlFlow::Break`; what it did not see stays in the ring for the next call.
-    pub fn poll<E, L>(&mut self, timeout: Option<Duration>, mut on_event: E, mut on_lost: L) -> Result<usize, TracerError>
+    pub fn poll<E, L>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut on_event: E,
+        mut on_lost: L,
+    ) -> Result<usize, TracerError>
     where
         E: FnMut(EventRef<'_>) -> ControlFlow<()>,
         L: FnMut(Lost),
@@ -293,8 +320,14 @@ impl Tracer {
         // Losses the BPF program counted. For the perf buffer, ring-full losses already
         // came as PERF_RECORD_LOST: report only what goes beyond those.
         let counted = self.bpf_drops();
-        let already = if matches!(self.source, Source::Perf(_)) { self.perf_lost } else { 0 };
-        let new = counted.saturating_sub(already).saturating_sub(self.drops_reported);
+        let already = if matches!(self.source, Source::Perf(_)) {
+            self.perf_lost
+        } else {
+            0
+        };
+        let new = counted
+            .saturating_sub(already)
+            .saturating_sub(self.drops_reported);
         if new > 0 {
             self.drops_reported += new;
             on_lost(Lost::Bpf { count: new });

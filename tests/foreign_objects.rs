@@ -13,17 +13,28 @@ use common::*;
 
 fn clang() -> Option<String> {
     let candidates = std::env::var("CLANG").ok().into_iter().chain(
-        ["clang-22", "clang-19", "clang-16", "clang"].iter().map(|s| s.to_string()),
+        ["clang-22", "clang-19", "clang-16", "clang"]
+            .iter()
+            .map(|s| s.to_string()),
     );
-    candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    candidates.into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// The object for `stem`: freshly compiled into `dir` when possible, else the committed one.
 fn object(stem: &str, dir: &Path) -> PathBuf {
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/foreign");
     let committed = src_dir.join(format!("{stem}.bpf.o"));
-    let Some(clang) = clang().filter(|_| Path::new("/usr/include/bpf/bpf_helpers.h").exists()) else {
-        eprintln!("note: no clang or libbpf headers: using committed {}", committed.display());
+    let Some(clang) = clang().filter(|_| Path::new("/usr/include/bpf/bpf_helpers.h").exists())
+    else {
+        eprintln!(
+            "note: no clang or libbpf headers: using committed {}",
+            committed.display()
+        );
         return committed;
     };
     let out = dir.join(format!("{stem}.bpf.o"));
@@ -48,7 +59,10 @@ fn foreign_object_traces(test: &str, stem: &str, flag: &str, ringbuf: bool) {
     let obj = object(stem, &dir.0);
     let probe = probe_program(&dir.0, "rsnp-foreign");
     let mut tool = spawn_tool(&[flag, "--object", obj.to_str().unwrap()]);
-    assert_eq!(tool.next_line("the header"), "TIME     EVENT PID     COMM             FILENAME");
+    assert_eq!(
+        tool.next_line("the header"),
+        "TIME     EVENT PID     COMM             FILENAME"
+    );
     let pids = exec_n(&probe, 3);
     let path = probe.to_str().unwrap();
     let mut want: Vec<u32> = pids.clone();
@@ -56,7 +70,11 @@ fn foreign_object_traces(test: &str, stem: &str, flag: &str, ringbuf: bool) {
         let line = tool.next_line("our execs through the foreign object");
         if let Some((_, ev, pid, comm, filename)) = parse_table_line(&line) {
             if filename == path && want.contains(&pid) {
-                assert_eq!((ev.as_str(), comm.as_str()), ("EXEC", "rsnp-foreign"), "{line}");
+                assert_eq!(
+                    (ev.as_str(), comm.as_str()),
+                    ("EXEC", "rsnp-foreign"),
+                    "{line}"
+                );
                 want.retain(|&p| p != pid);
             }
         }
@@ -76,12 +94,22 @@ fn ringbuf_reserve_libbpf_demo_object_traces() {
 
 #[test]
 fn ringbuf_output_libbpf_demo_object_traces() {
-    foreign_object_traces("ringbuf_output_libbpf_demo_object_traces", "ringbuf-output", "--ringbuf", true);
+    foreign_object_traces(
+        "ringbuf_output_libbpf_demo_object_traces",
+        "ringbuf-output",
+        "--ringbuf",
+        true,
+    );
 }
 
 #[test]
 fn perfbuf_libbpf_demo_object_traces() {
-    foreign_object_traces("perfbuf_libbpf_demo_object_traces", "perfbuf-output", "--perfbuf", false);
+    foreign_object_traces(
+        "perfbuf_libbpf_demo_object_traces",
+        "perfbuf-output",
+        "--perfbuf",
+        false,
+    );
 }
 
 #[test]
@@ -133,8 +161,14 @@ fn ringbuf_reserve_verifier_rejection_shows_the_c_source_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("verifier rejected program 'handle_exec'"), "{err}");
+    assert!(
+        err.contains("verifier rejected program 'handle_exec'"),
+        "{err}"
+    );
     // The line comes from .BTF.ext line_info, which only reaches the kernel with the BTF.
-    assert!(err.contains("e->pid = bpf_get_current_pid_tgid() >> 32;"), "no C source line in: {err}");
+    assert!(
+        err.contains("e->pid = bpf_get_current_pid_tgid() >> 32;"),
+        "no C source line in: {err}"
+    );
     assert!(err.contains("ringbuf_mem_or_null"), "{err}");
 }

@@ -82,9 +82,16 @@ fn check_spec(t: Transport) -> ObjectSpec {
     );
     assert!(!p.insns.is_empty());
     let want = expected_maps(t);
-    assert_eq!(spec.maps.len(), want.len(), "{t:?}: maps {:?}", spec.maps.iter().map(|m| &m.name).collect::<Vec<_>>());
+    assert_eq!(
+        spec.maps.len(),
+        want.len(),
+        "{t:?}: maps {:?}",
+        spec.maps.iter().map(|m| &m.name).collect::<Vec<_>>()
+    );
     for w in &want {
-        let m = spec.map(w.name).unwrap_or_else(|| panic!("{t:?}: map {}", w.name));
+        let m = spec
+            .map(w.name)
+            .unwrap_or_else(|| panic!("{t:?}: map {}", w.name));
         assert_eq!(
             (m.map_type, m.key_size, m.value_size, m.max_entries),
             (w.map_type, w.key_size, w.value_size, w.max_entries),
@@ -95,19 +102,32 @@ fn check_spec(t: Transport) -> ObjectSpec {
     // Every relocation sits on an ld_imm64 and names a map; every map is referenced, the
     // global data by value (offset of filter_uid), the others by fd.
     let mut referenced = BTreeSet::new();
-    let filter = spec.global_var("filter_uid").expect("filter_uid in .rodata");
+    let filter = spec
+        .global_var("filter_uid")
+        .expect("filter_uid in .rodata");
     assert_eq!((filter.section.as_str(), filter.size), (".rodata", 4));
     for r in &p.relocs {
         let insn = p.insns[r.insn];
-        assert!(insn.is_ld_imm64(), "{t:?}: relocation at {} is on opcode {:#x}", r.insn, insn.code);
+        assert!(
+            insn.is_ld_imm64(),
+            "{t:?}: relocation at {} is on opcode {:#x}",
+            r.insn,
+            insn.code
+        );
         match r.kind {
             RelocKind::Map { map } => {
-                assert_ne!(spec.maps[map].name, ".rodata", "{t:?}: global data is referenced by value");
+                assert_ne!(
+                    spec.maps[map].name, ".rodata",
+                    "{t:?}: global data is referenced by value"
+                );
                 referenced.insert(spec.maps[map].name.clone());
             }
             RelocKind::MapValue { map, offset } => {
                 assert_eq!(spec.maps[map].name, ".rodata", "{t:?}");
-                assert_eq!(offset as usize, filter.offset, "{t:?}: points at filter_uid");
+                assert_eq!(
+                    offset as usize, filter.offset,
+                    "{t:?}: points at filter_uid"
+                );
                 referenced.insert(spec.maps[map].name.clone());
             }
         }
@@ -115,8 +135,15 @@ fn check_spec(t: Transport) -> ObjectSpec {
     let all: BTreeSet<String> = want.iter().map(|w| w.name.to_string()).collect();
     assert_eq!(referenced, all, "{t:?}: maps referenced by the program");
     // With BTF: func_info covers instruction 0 and line info exists (for verifier source lines).
-    assert!(spec.btf.is_some(), "{t:?}: built with -g, so BTF is present");
-    assert_eq!(p.func_info.first().map(|f| f.insn_off), Some(0), "{t:?}: func_info");
+    assert!(
+        spec.btf.is_some(),
+        "{t:?}: built with -g, so BTF is present"
+    );
+    assert_eq!(
+        p.func_info.first().map(|f| f.insn_off),
+        Some(0),
+        "{t:?}: func_info"
+    );
     assert!(!p.line_info.is_empty(), "{t:?}: line_info");
     spec
 }
@@ -146,9 +173,18 @@ fn loads_into_kernel(test: &str, t: Transport) {
     for w in expected_maps(t) {
         let m = obj.map(w.name).unwrap();
         let info = bpf::map_info(m.fd()).unwrap();
-        let max = if w.max_entries == 0 { cpus.iter().max().unwrap() + 1 } else { w.max_entries };
+        let max = if w.max_entries == 0 {
+            cpus.iter().max().unwrap() + 1
+        } else {
+            w.max_entries
+        };
         assert_eq!(
-            (info.map_type, info.key_size, info.value_size, info.max_entries),
+            (
+                info.map_type,
+                info.key_size,
+                info.value_size,
+                info.max_entries
+            ),
             (w.map_type, w.key_size, w.value_size, max),
             "{test}: kernel's view of map {}",
             w.name
@@ -186,4 +222,76 @@ fn oversized_and_malformed_ringbufs_are_refused_before_the_kernel() {
     let mut ok = LoadOptions::default();
     ok.max_entries.insert("rb".into(), 1 << 20);
     assert_eq!(finalize_map_spec(rb, &ok).unwrap().max_entries, 1 << 20);
+}
+
+/// The loader's own test objects (legacy `maps`, global data, bpf-to-bpf calls, several
+/// programs per object) must not only parse but load: the kernel's verifier is the judge
+/// of the linked call offsets, func_info and relocations.
+#[test]
+fn loader_testdata_objects_load_into_the_kernel() {
+    let test = "loader_testdata_objects_load_into_the_kernel";
+    if !common::bpf_allowed(test) {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loader/testdata");
+    let mut loaded = 0;
+    for name in ["maps_mix.bpf.o", "legacy.bpf.o", "calls.bpf.o"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let spec = ObjectSpec::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(obj.programs().len(), spec.programs.len(), "{name}");
+        assert_eq!(obj.maps().len(), spec.maps.len(), "{name}");
+        for m in obj.maps() {
+            let info = bpf::map_info(m.fd()).unwrap();
+            assert_eq!(
+                info.map_type, m.spec.map_type,
+                "{name}: map {}",
+                m.spec.name
+            );
+        }
+        loaded += obj.programs().len();
+    }
+    assert!(loaded >= 6, "programs loaded: {loaded}");
+}
+
+#[test]
+fn inspect_explains_builtin_and_foreign_objects() {
+    let foreign = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/foreign/perfbuf-output.bpf.o"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["inspect", foreign])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "pb               perf_event_array",
+        "heap             percpu_array",
+        "handle_exec in section 'tp/sched/sched_process_exec': type tracepoint (5)",
+        "call bpf_perf_event_output#25",
+        "struct event {",
+        "ld_imm64 <- map fd of 'heap'",
+    ] {
+        assert!(
+            text.contains(want),
+            "inspect output lacks {want:?}:\n{text}"
+        );
+    }
+    let all = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .arg("inspect")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&all.stdout);
+    for (name, _) in rawsnoop::objects::builtin() {
+        assert!(
+            text.contains(&format!("object {name} (built in)")),
+            "{name}"
+        );
+    }
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-
 fn comm_of(path: &Path) -> String {
     let base = path.file_name().unwrap().to_string_lossy().into_owned();
     base.chars().take(15).collect()
@@ -28,7 +27,10 @@ fn is_hms(s: &str) -> bool {
 fn trace_execs(test: &str, flag: &str, probe: &Path, n: usize) -> (Tool, HashMap<u32, String>) {
     let mut tool = spawn_tool(&[flag]);
     let header = tool.next_line("the header");
-    assert_eq!(header, "TIME     EVENT PID     COMM             FILENAME", "{test}: header");
+    assert_eq!(
+        header, "TIME     EVENT PID     COMM             FILENAME",
+        "{test}: header"
+    );
     let pids = exec_n(probe, n);
     let path = probe.to_str().unwrap().to_string();
     let mut want: HashMap<u32, ()> = pids.iter().map(|&p| (p, ())).collect();
@@ -68,7 +70,11 @@ fn own_execs_appear(test: &str, flag: &str, ringbuf: bool) {
 
 #[test]
 fn ringbuf_reserve_cli_sees_own_execs() {
-    own_execs_appear("ringbuf_reserve_cli_sees_own_execs", "--ringbuf-reserve", true);
+    own_execs_appear(
+        "ringbuf_reserve_cli_sees_own_execs",
+        "--ringbuf-reserve",
+        true,
+    );
 }
 
 #[test]
@@ -90,18 +96,30 @@ fn burst_arrives_complete(test: &str, flag: &str) {
     let (tool, got) = trace_execs(test, flag, &probe, 300);
     assert_eq!(got.len(), 300, "{test}: every exec of the burst");
     let errs = tool.stderr_text();
-    assert!(!errs.iter().any(|l| l.starts_with("Lost")), "{test}: lost events in a 300-exec burst: {errs:?}");
-    assert!(tool.stop(libc::SIGTERM).success(), "{test}: exit after SIGTERM");
+    assert!(
+        !errs.iter().any(|l| l.starts_with("Lost")),
+        "{test}: lost events in a 300-exec burst: {errs:?}"
+    );
+    assert!(
+        tool.stop(libc::SIGTERM).success(),
+        "{test}: exit after SIGTERM"
+    );
 }
 
 #[test]
 fn ringbuf_reserve_burst_of_300_execs_arrives_complete() {
-    burst_arrives_complete("ringbuf_reserve_burst_of_300_execs_arrives_complete", "--ringbuf-reserve");
+    burst_arrives_complete(
+        "ringbuf_reserve_burst_of_300_execs_arrives_complete",
+        "--ringbuf-reserve",
+    );
 }
 
 #[test]
 fn ringbuf_output_burst_of_300_execs_arrives_complete() {
-    burst_arrives_complete("ringbuf_output_burst_of_300_execs_arrives_complete", "--ringbuf");
+    burst_arrives_complete(
+        "ringbuf_output_burst_of_300_execs_arrives_complete",
+        "--ringbuf",
+    );
 }
 
 #[test]
@@ -115,17 +133,26 @@ fn default_transport_is_ringbuf_reserve_and_json_works() {
     let mut tool = spawn_tool(&["--json", "-v"]);
     // -v says how it attached before anything else; JSON mode prints no header.
     let attached = loop {
-        let l = tool.stderr.recv_timeout(DEADLINE).expect("verbose attach line on stderr");
+        let l = tool
+            .stderr
+            .recv_timeout(DEADLINE)
+            .expect("verbose attach line on stderr");
         if l.contains("attached with") {
             break l;
         }
     };
     assert!(attached.ends_with("over ringbuf-reserve"), "{attached}");
     let pid = exec_n(&probe, 1)[0];
-    let want = format!("\"pid\":{pid},\"comm\":\"rsnp-json\",\"filename\":\"{}\"}}", probe.display());
+    let want = format!(
+        "\"pid\":{pid},\"comm\":\"rsnp-json\",\"filename\":\"{}\"}}",
+        probe.display()
+    );
     loop {
         let l = tool.next_line("the JSON line of our exec");
-        assert!(l.starts_with("{\"time\":") && l.ends_with('}'), "not a JSON line: {l}");
+        assert!(
+            l.starts_with("{\"time\":") && l.ends_with('}'),
+            "not a JSON line: {l}"
+        );
         if l.contains(&want) {
             break;
         }
@@ -149,7 +176,10 @@ fn control_characters_in_names_are_escaped() {
         let l = tool.next_line("the escaped exec line");
         assert!(!l.contains('\x1b'), "raw escape byte printed: {l:?}");
         if l.contains(&format!(" {pid} ")) {
-            assert!(l.ends_with(&escaped_path), "{l:?} should end with {escaped_path:?}");
+            assert!(
+                l.ends_with(&escaped_path),
+                "{l:?} should end with {escaped_path:?}"
+            );
             assert!(l.contains("evil\\nname\\x1b["), "comm escaped in {l:?}");
             break;
         }
@@ -188,7 +218,11 @@ fn closed_stdout_ends_quietly() {
     let mut tool = spawn_tool(&["--perfbuf"]);
     tool.next_line("the header");
     // Close our end of the pipe, as `rawsnoop | head -1` does after one line.
-    let Tool { mut child, lines, stderr } = tool;
+    let Tool {
+        mut child,
+        lines,
+        stderr,
+    } = tool;
     drop(lines);
     // The reader thread exits on its next line: cause some.
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -197,12 +231,19 @@ fn closed_stdout_ends_quietly() {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "rawsnoop kept running with a closed stdout");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rawsnoop kept running with a closed stdout"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(st.success(), "exit status with closed stdout: {st}");
     let errs: Vec<String> = stderr.try_iter().collect();
-    assert!(errs.iter().all(|l| !l.contains("panicked") && !l.contains("error")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .all(|l| !l.contains("panicked") && !l.contains("error")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -221,7 +262,10 @@ fn unprivileged_user_gets_one_clear_line() {
         .expect("run as nobody");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
@@ -258,9 +302,12 @@ fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
     if !transport_allowed(test, false) {
         return;
     }
-    let mut tool = spawn_tool(&["--perfbuf", "-v"]);
+    let tool = spawn_tool(&["--perfbuf", "-v"]);
     let attached = loop {
-        let l = tool.stderr.recv_timeout(DEADLINE).expect("verbose attach line on stderr");
+        let l = tool
+            .stderr
+            .recv_timeout(DEADLINE)
+            .expect("verbose attach line on stderr");
         if l.contains("attached with") {
             break l;
         }
@@ -271,7 +318,10 @@ fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
     } else {
         "perf_event_ioctl"
     };
-    assert!(attached.contains(&format!("attached with {want} ")), "kernel {v}: {attached}");
+    assert!(
+        attached.contains(&format!("attached with {want} ")),
+        "kernel {v}: {attached}"
+    );
     assert!(tool.stop(libc::SIGINT).success());
 }
 
@@ -295,17 +345,29 @@ fn perfbuf_mounts_tracefs_when_none_is_mounted() {
                 return Err(std::io::Error::last_os_error());
             }
             let root = c"/";
-            if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
-            for p in [c"/sys/kernel/debug/tracing", c"/sys/kernel/tracing", c"/sys/kernel/debug"] {
+            for p in [
+                c"/sys/kernel/debug/tracing",
+                c"/sys/kernel/tracing",
+                c"/sys/kernel/debug",
+            ] {
                 // Repeat: several mounts may be stacked on one path.
                 while libc::umount2(p.as_ptr(), libc::MNT_DETACH) == 0 {}
             }
             Ok(())
         });
     }
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn in a new mount namespace");
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut header = String::new();
@@ -321,7 +383,10 @@ fn perfbuf_mounts_tracefs_when_none_is_mounted() {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "no event within the deadline");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event within the deadline"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(st.success(), "{st}");
@@ -341,13 +406,19 @@ fn ringbuf_output_uid_filter_runs_in_the_kernel() {
     // First as root (filtered out), then as nobody (reported). One ring keeps global order,
     // so root's exec, had it passed the filter, would be read before nobody's.
     let root_pid = exec_n(&probe, 1)[0];
-    let mut c = std::process::Command::new(&probe).uid(65534).gid(65534).spawn().expect("spawn as nobody");
+    let mut c = std::process::Command::new(&probe)
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("spawn as nobody");
     let nobody_pid = c.id();
     assert!(c.wait().unwrap().success());
     let path = probe.to_str().unwrap();
     loop {
         let line = tool.next_line("nobody's exec");
-        let Some((_, _, pid, _, filename)) = parse_table_line(&line) else { continue };
+        let Some((_, _, pid, _, filename)) = parse_table_line(&line) else {
+            continue;
+        };
         assert_ne!(pid, root_pid, "root's exec passed --uid 65534: {line}");
         if pid == nobody_pid {
             assert_eq!(filename, path);
@@ -363,7 +434,10 @@ fn perfbuf_uid_filter_needs_the_variable_in_foreign_objects() {
     if !bpf_allowed(test) {
         return;
     }
-    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/foreign/perfbuf-output.bpf.o");
+    let obj = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/foreign/perfbuf-output.bpf.o"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
         .args(["--perfbuf", "--uid", "0", "--object", obj])
         .output()

@@ -78,19 +78,30 @@ pub fn tracefs_root() -> Result<PathBuf, AttachError> {
 pub fn attach(prog: &Program) -> Result<Link, AttachError> {
     match &prog.attach {
         AttachPoint::Tracepoint { category, name } => attach_tracepoint(prog, category, name),
-        AttachPoint::None => Err(AttachError::Unsupported(prog.name.clone(), prog.section.clone())),
+        AttachPoint::None => Err(AttachError::Unsupported(
+            prog.name.clone(),
+            prog.section.clone(),
+        )),
     }
 }
 
 /// Attaches `prog` to tracepoint `category/name`.
 pub fn attach_tracepoint(prog: &Program, category: &str, name: &str) -> Result<Link, AttachError> {
     let root = tracefs_root()?;
-    let id = tracefs::tracepoint_id(&root, category, name).map_err(|source| AttachError::NoTracepoint {
-        category: category.into(),
-        name: name.into(),
-        path: root.join("events").join(category).join(name).join("id").display().to_string(),
-        events: root.join("events").join(category).display().to_string(),
-        source,
+    let id = tracefs::tracepoint_id(&root, category, name).map_err(|source| {
+        AttachError::NoTracepoint {
+            category: category.into(),
+            name: name.into(),
+            path: root
+                .join("events")
+                .join(category)
+                .join(name)
+                .join("id")
+                .display()
+                .to_string(),
+            events: root.join("events").join(category).display().to_string(),
+            source,
+        }
     })?;
     let target = format!("{category}/{name}");
     let pfd = perf::open_tracepoint(id).map_err(|e| match e.raw_os_error() {
@@ -105,7 +116,11 @@ pub fn attach_tracepoint(prog: &Program, category: &str, name: &str) -> Result<L
         Ok(link) => return Ok(Link::Bpf { link, _perf: pfd }),
         // Older kernels: no perf links (EINVAL for the unknown attach type or E2BIG for
         // the larger attr). Fall back to the ioctl.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::EOPNOTSUPP)) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::EOPNOTSUPP)
+            ) => {}
         Err(e) => {
             return Err(AttachError::Attach {
                 program: prog.name.clone(),

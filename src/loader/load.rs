@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use crate::loader::btf::{self, BtfFeatureKind, BtfFeatures};
 use crate::loader::spec::{
-    Insn, MapOrigin, MapSpec, ObjectSpec, ProgramSpec, RelocKind, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE,
+    Insn, MapOrigin, MapSpec, ObjectSpec, ProgramSpec, RelocKind, BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
 };
 use crate::sys::{self, bpf};
 
@@ -135,11 +136,22 @@ impl Object {
         let btf_fd = load_btf(spec, &mut warnings);
         let mut maps = Vec::with_capacity(spec.maps.len());
         for m in &spec.maps {
-            maps.push(create_map(m, opts, btf_fd.as_ref().map(|f| f.as_fd()), &mut warnings)?);
+            maps.push(create_map(
+                m,
+                opts,
+                btf_fd.as_ref().map(|f| f.as_fd()),
+                &mut warnings,
+            )?);
         }
         let mut programs = Vec::with_capacity(spec.programs.len());
         for p in &spec.programs {
-            programs.push(load_program(spec, p, &maps, btf_fd.as_ref().map(|f| f.as_fd()), &mut warnings)?);
+            programs.push(load_program(
+                spec,
+                p,
+                &maps,
+                btf_fd.as_ref().map(|f| f.as_fd()),
+                &mut warnings,
+            )?);
         }
         Ok(Object {
             maps,
@@ -190,7 +202,11 @@ fn load_btf(spec: &ObjectSpec, warnings: &mut Vec<String>) -> Option<OwnedFd> {
             let mut log = Vec::with_capacity(1 << 16);
             let _ = bpf::btf_load(&bytes, Some(&mut log));
             let log = String::from_utf8_lossy(&log);
-            let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             warnings.push(format!(
                 "the kernel did not accept the object's BTF ({e}{}{last}); loading without it \
                  (verifier errors will show no source lines)",
@@ -254,14 +270,18 @@ pub fn finalize_map_spec(spec: &MapSpec, opts: &LoadOptions) -> Result<MapSpec, 
                 )));
             }
             if size > MAX_MAP_BYTES {
-                return Err(bad(format!("ringbuf size {size} is over the {MAX_MAP_BYTES}-byte limit")));
+                return Err(bad(format!(
+                    "ringbuf size {size} is over the {MAX_MAP_BYTES}-byte limit"
+                )));
             }
         }
         _ => {
             let per = u64::from(m.key_size) + u64::from(m.value_size);
             let total = per.saturating_mul(u64::from(m.max_entries));
             if m.max_entries == 0 {
-                return Err(bad("max_entries is 0: give the map at least one entry".into()));
+                return Err(bad(
+                    "max_entries is 0: give the map at least one entry".into()
+                ));
             }
             if total > MAX_MAP_BYTES {
                 return Err(bad(format!(
@@ -290,10 +310,16 @@ fn create_map(
             continue;
         }
         let buf = initial.get_or_insert_with(|| vec![0; m.value_size as usize]);
-        let end = offset.checked_add(bytes.len()).filter(|&e| e <= buf.len()).ok_or_else(|| LoadError::BadMap {
-            map: m.name.clone(),
-            reason: format!("patch of {} bytes at offset {offset} is outside the section", bytes.len()),
-        })?;
+        let end = offset
+            .checked_add(bytes.len())
+            .filter(|&e| e <= buf.len())
+            .ok_or_else(|| LoadError::BadMap {
+                map: m.name.clone(),
+                reason: format!(
+                    "patch of {} bytes at offset {offset} is outside the section",
+                    bytes.len()
+                ),
+            })?;
         buf[*offset..end].copy_from_slice(bytes);
     }
     let attr = bpf::MapCreate {
@@ -316,7 +342,13 @@ fn create_map(
             a.btf_value_type_id = m.btf_value_type_id;
             // Some kernels refuse BTF for some map types: retry without, as it only adds
             // pretty-printing.
-            bpf::map_create(&a).or_else(|e| if is_eperm(&e) { Err(e) } else { bpf::map_create(&attr) })
+            bpf::map_create(&a).or_else(|e| {
+                if is_eperm(&e) {
+                    Err(e)
+                } else {
+                    bpf::map_create(&attr)
+                }
+            })
         }
         None => bpf::map_create(&attr),
     };
@@ -325,15 +357,26 @@ fn create_map(
         if data.len() != m.value_size as usize {
             return Err(LoadError::BadMap {
                 map: m.name.clone(),
-                reason: format!("initial data is {} bytes but value_size is {}", data.len(), m.value_size),
+                reason: format!(
+                    "initial data is {} bytes but value_size is {}",
+                    data.len(),
+                    m.value_size
+                ),
             });
         }
-        bpf::map_update_elem(fd.as_fd(), &0u32.to_ne_bytes(), data, bpf::BPF_ANY)
-            .map_err(|source| LoadError::MapInit { map: m.name.clone(), source })?;
+        bpf::map_update_elem(fd.as_fd(), &0u32.to_ne_bytes(), data, bpf::BPF_ANY).map_err(
+            |source| LoadError::MapInit {
+                map: m.name.clone(),
+                source,
+            },
+        )?;
     }
     if m.freeze {
         if let Err(e) = bpf::map_freeze(fd.as_fd()) {
-            warnings.push(format!("could not freeze map '{}' ({e}); it stays writable from user space", m.name));
+            warnings.push(format!(
+                "could not freeze map '{}' ({e}); it stays writable from user space",
+                m.name
+            ));
         }
     }
     Ok(Map { spec: m, fd })
@@ -349,8 +392,12 @@ fn map_create_error(m: &MapSpec, e: io::Error) -> LoadError {
         (bpf::BPF_MAP_TYPE_RINGBUF, Some(libc::EINVAL)) => {
             "; ringbuf maps need Linux >= 5.8: try --perfbuf".to_string()
         }
-        (_, Some(libc::EINVAL)) => "; this kernel may not support this map type or flags".to_string(),
-        (_, Some(libc::ENOMEM)) => "; the map is too large for this system's memory limits".to_string(),
+        (_, Some(libc::EINVAL)) => {
+            "; this kernel may not support this map type or flags".to_string()
+        }
+        (_, Some(libc::ENOMEM)) => {
+            "; the map is too large for this system's memory limits".to_string()
+        }
         _ => String::new(),
     };
     LoadError::MapCreate {
@@ -373,13 +420,17 @@ pub fn relocate(prog: &ProgramSpec, map_fds: &[i32]) -> Result<Vec<Insn>, LoadEr
         let (map, src, next_imm) = match r.kind {
             RelocKind::Map { map } => (map, BPF_PSEUDO_MAP_FD, 0i32),
             RelocKind::MapValue { map, offset } => {
-                let off = i32::try_from(offset).map_err(|_| err(r.insn, format!("value offset {offset} too large")))?;
+                let off = i32::try_from(offset)
+                    .map_err(|_| err(r.insn, format!("value offset {offset} too large")))?;
                 (map, BPF_PSEUDO_MAP_VALUE, off)
             }
         };
-        let fd = *map_fds
-            .get(map)
-            .ok_or_else(|| err(r.insn, format!("refers to map #{map}, but the object has {}", map_fds.len())))?;
+        let fd = *map_fds.get(map).ok_or_else(|| {
+            err(
+                r.insn,
+                format!("refers to map #{map}, but the object has {}", map_fds.len()),
+            )
+        })?;
         if r.insn + 1 >= insns.len() || !insns[r.insn].is_ld_imm64() {
             return Err(err(r.insn, "not on a 16-byte ld_imm64 instruction".into()));
         }
@@ -397,7 +448,9 @@ pub fn raw_insns(insns: &[Insn]) -> Vec<u64> {
         .map(|i| {
             let off = i.off.to_ne_bytes();
             let imm = i.imm.to_ne_bytes();
-            u64::from_ne_bytes([i.code, i.regs, off[0], off[1], imm[0], imm[1], imm[2], imm[3]])
+            u64::from_ne_bytes([
+                i.code, i.regs, off[0], off[1], imm[0], imm[1], imm[2], imm[3],
+            ])
         })
         .collect()
 }
@@ -422,7 +475,9 @@ fn log_tail(log: &str, lines: usize) -> String {
     let start = all.len().saturating_sub(lines);
     let mut out = String::new();
     if start > 0 {
-        out.push_str(&format!("  ... ({start} earlier lines; `rawsnoop -v` prints the whole log)\n"));
+        out.push_str(&format!(
+            "  ... ({start} earlier lines; `rawsnoop -v` prints the whole log)\n"
+        ));
     }
     for l in &all[start..] {
         out.push_str("  ");
@@ -486,7 +541,13 @@ fn load_program(
         plain.func_info = &[];
         plain.line_info = &[];
         if let Ok(fd) = bpf::prog_load_with_log(&plain) {
-            let why = first.1.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+            let why = first
+                .1
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string();
             warnings.push(format!(
                 "program '{}' loaded without BTF func/line info (the kernel refused it: {why})",
                 prog.name
@@ -507,7 +568,9 @@ fn load_program(
     }
     if log.trim().is_empty() {
         let hint = match source.raw_os_error() {
-            Some(libc::EINVAL) => "; this kernel may not support this program type or a helper it calls",
+            Some(libc::EINVAL) => {
+                "; this kernel may not support this program type or a helper it calls"
+            }
             _ => "",
         };
         return Err(LoadError::ProgLoad {

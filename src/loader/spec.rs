@@ -251,19 +251,24 @@ impl ObjectSpec {
     /// program's `const volatile` configuration before load (see `LoadOptions::data_patches`).
     pub fn global_var(&self, name: &str) -> Option<GlobalVar> {
         let btf = self.btf.as_ref()?;
-        self.maps.iter().filter(|m| m.origin == MapOrigin::GlobalData).find_map(|m| {
-            let (_, vars) = btf.datasec(&m.section)?;
-            vars.iter().find_map(|v| match btf.type_by_id(v.type_id) {
-                Ok(crate::loader::btf::BtfType::Var { name_off, .. }) if btf.string_at(*name_off).ok() == Some(name) => {
-                    Some(GlobalVar {
-                        section: m.section.clone(),
-                        offset: v.offset as usize,
-                        size: v.size as usize,
-                    })
-                }
-                _ => None,
+        self.maps
+            .iter()
+            .filter(|m| m.origin == MapOrigin::GlobalData)
+            .find_map(|m| {
+                let (_, vars) = btf.datasec(&m.section)?;
+                vars.iter().find_map(|v| match btf.type_by_id(v.type_id) {
+                    Ok(crate::loader::btf::BtfType::Var { name_off, .. })
+                        if btf.string_at(*name_off).ok() == Some(name) =>
+                    {
+                        Some(GlobalVar {
+                            section: m.section.clone(),
+                            offset: v.offset as usize,
+                            size: v.size as usize,
+                        })
+                    }
+                    _ => None,
+                })
             })
-        })
     }
 }
 

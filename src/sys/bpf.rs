@@ -149,7 +149,12 @@ struct MapElemAttr {
 
 /// `BPF_MAP_UPDATE_ELEM`. `key` and `value` must be exactly the map's key and value sizes
 /// (for per-CPU maps, `value` holds one 8-byte-aligned slot per possible CPU).
-pub fn map_update_elem(map: BorrowedFd<'_>, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+pub fn map_update_elem(
+    map: BorrowedFd<'_>,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+) -> io::Result<()> {
     let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
         key: key.as_ptr() as u64,
@@ -270,18 +275,16 @@ pub fn prog_load(spec: &ProgLoad<'_>, log: Option<&mut Vec<u8>>) -> io::Result<O
             attr.line_info_cnt = (spec.line_info.len() / spec.line_info_rec_size as usize) as u32;
         }
     }
-    let log_ptr = log.map(|buf| {
+    let mut log = log;
+    if let Some(buf) = log.as_deref_mut() {
         buf.clear();
         buf.resize(buf.capacity().max(1), 0);
-        buf
-    });
-    if let Some(buf) = &log_ptr {
         attr.log_level = 1;
         attr.log_size = buf.len().min(u32::MAX as usize >> 8) as u32;
         attr.log_buf = buf.as_ptr() as u64;
     }
     let res = sys_bpf(BPF_PROG_LOAD, &mut attr).map(fd_from_ret);
-    if let Some(buf) = log_ptr {
+    if let Some(buf) = log {
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
         buf.truncate(end);
     }
@@ -322,15 +325,14 @@ struct BtfLoadAttr {
 pub fn btf_load(data: &[u8], log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
     let mut attr = BtfLoadAttr {
         btf: data.as_ptr() as u64,
-        btf_size: u32::try_from(data.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        btf_size: u32::try_from(data.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         ..Default::default()
     };
-    let log = log.map(|buf| {
+    let mut log = log;
+    if let Some(buf) = log.as_deref_mut() {
         buf.clear();
         buf.resize(buf.capacity().max(1), 0);
-        buf
-    });
-    if let Some(buf) = &log {
         attr.btf_log_level = 1;
         attr.btf_log_size = buf.len().min(u32::MAX as usize >> 8) as u32;
         attr.btf_log_buf = buf.as_ptr() as u64;
@@ -356,7 +358,10 @@ struct LinkCreateAttr {
 
 /// `BPF_LINK_CREATE` for a program on a perf event (tracepoint, kprobe): kernel >= 5.15.
 /// The link detaches the program when its fd closes.
-pub fn link_create_perf_event(prog: BorrowedFd<'_>, perf_event: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+pub fn link_create_perf_event(
+    prog: BorrowedFd<'_>,
+    perf_event: BorrowedFd<'_>,
+) -> io::Result<OwnedFd> {
     let mut attr = LinkCreateAttr {
         prog_fd: prog.as_raw_fd() as u32,
         target_fd: perf_event.as_raw_fd() as u32,
@@ -392,7 +397,8 @@ struct TestRunAttr {
 pub fn prog_test_run(prog: BorrowedFd<'_>, data_in: &[u8], repeat: u32) -> io::Result<u32> {
     let mut attr = TestRunAttr {
         prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: u32::try_from(data_in.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        data_size_in: u32::try_from(data_in.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         data_in: data_in.as_ptr() as u64,
         repeat,
         ..Default::default()
@@ -414,7 +420,8 @@ struct InfoAttr {
 pub fn obj_get_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<u32> {
     let mut attr = InfoAttr {
         bpf_fd: fd.as_raw_fd() as u32,
-        info_len: u32::try_from(info.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        info_len: u32::try_from(info.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         info: info.as_mut_ptr() as u64,
     };
     sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
@@ -436,7 +443,8 @@ pub struct MapInfo {
 pub fn map_info(map: BorrowedFd<'_>) -> io::Result<MapInfo> {
     let mut raw = [0u8; 24];
     obj_get_info(map, &mut raw)?;
-    let word = |i: usize| u32::from_ne_bytes([raw[i * 4], raw[i * 4 + 1], raw[i * 4 + 2], raw[i * 4 + 3]]);
+    let word =
+        |i: usize| u32::from_ne_bytes([raw[i * 4], raw[i * 4 + 1], raw[i * 4 + 2], raw[i * 4 + 3]]);
     Ok(MapInfo {
         map_type: word(0),
         id: word(1),

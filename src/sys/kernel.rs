@@ -39,7 +39,12 @@ pub fn release() -> io::Result<String> {
     if unsafe { libc::uname(&mut uts) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let bytes: Vec<u8> = uts.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -83,16 +88,21 @@ pub fn has_capability(cap: u32) -> bool {
         permitted: u32,
         inheritable: u32,
     }
-    let mut hdr = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let mut hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    }; // _LINUX_CAPABILITY_VERSION_3
     let mut data = [Data::default(); 2];
     // SAFETY: capget reads the header and writes two `Data` records for version 3, both
     // valid and writable here.
-    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) };
     if ret != 0 {
         return false;
     }
     let (word, bit) = ((cap / 32) as usize, cap % 32);
-    data.get(word).is_some_and(|d| d.effective & (1 << bit) != 0)
+    data.get(word)
+        .is_some_and(|d| d.effective & (1 << bit) != 0)
 }
 
 pub const CAP_SYS_ADMIN: u32 = 21;
@@ -105,17 +115,32 @@ mod tests {
 
     #[test]
     fn parses_release_strings() {
-        assert_eq!(KernelVersion::parse("6.18.44-fc-v769"), Some(KernelVersion(6, 18, 44)));
-        assert_eq!(KernelVersion::parse("5.10.0-32-amd64"), Some(KernelVersion(5, 10, 0)));
-        assert_eq!(KernelVersion::parse("7.3-rc2"), Some(KernelVersion(7, 3, 0)));
+        assert_eq!(
+            KernelVersion::parse("6.18.44-fc-v769"),
+            Some(KernelVersion(6, 18, 44))
+        );
+        assert_eq!(
+            KernelVersion::parse("5.10.0-32-amd64"),
+            Some(KernelVersion(5, 10, 0))
+        );
+        assert_eq!(
+            KernelVersion::parse("7.3-rc2"),
+            Some(KernelVersion(7, 3, 0))
+        );
         assert_eq!(KernelVersion::parse("garbage"), None);
         assert!(KernelVersion(5, 8, 0) < KernelVersion(5, 10, 1));
-        assert_eq!(KernelVersion(5, 10, 300).code(), (5 << 16) | (10 << 8) | 255);
+        assert_eq!(
+            KernelVersion(5, 10, 300).code(),
+            (5 << 16) | (10 << 8) | 255
+        );
     }
 
     #[test]
     fn running_kernel_parses() {
         let r = release().expect("uname");
-        assert!(KernelVersion::parse(&r).is_some(), "unparseable release {r}");
+        assert!(
+            KernelVersion::parse(&r).is_some(),
+            "unparseable release {r}"
+        );
     }
 }

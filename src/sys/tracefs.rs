@@ -25,8 +25,13 @@ fn unescape_mount_path(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -43,8 +48,10 @@ fn is_tracefs_root(p: &Path) -> bool {
 
 fn mount(fstype: &str, target: &str) -> io::Result<()> {
     let src = std::ffi::CString::new("nodev").expect("static string has no NUL");
-    let tgt = std::ffi::CString::new(target).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let ty = std::ffi::CString::new(fstype).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let tgt =
+        std::ffi::CString::new(target).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let ty =
+        std::ffi::CString::new(fstype).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: all three are valid NUL-terminated strings alive for the call; data is null.
     let ret = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
     if ret != 0 {
@@ -70,7 +77,10 @@ pub fn find_or_mount() -> io::Result<PathBuf> {
     }
     let first = match mount("tracefs", TRACEFS) {
         Ok(()) if is_tracefs_root(Path::new(TRACEFS)) => return Ok(PathBuf::from(TRACEFS)),
-        Ok(()) => io::Error::new(io::ErrorKind::NotFound, "tracefs mounted but has no events/"),
+        Ok(()) => io::Error::new(
+            io::ErrorKind::NotFound,
+            "tracefs mounted but has no events/",
+        ),
         Err(e) => e,
     };
     match mount("debugfs", DEBUGFS) {
@@ -94,14 +104,23 @@ pub fn find_or_mount() -> io::Result<PathBuf> {
 
 /// The id of tracepoint `category/name` (from `events/<category>/<name>/id`).
 pub fn tracepoint_id(root: &Path, category: &str, name: &str) -> io::Result<u64> {
-    if [category, name].iter().any(|s| s.is_empty() || s.contains('/') || s.contains("..")) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad tracepoint name"));
+    if [category, name]
+        .iter()
+        .any(|s| s.is_empty() || s.contains('/') || s.contains(".."))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad tracepoint name",
+        ));
     }
     let path = root.join("events").join(category).join(name).join("id");
     let text = std::fs::read_to_string(&path)?;
-    text.trim()
-        .parse::<u64>()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a number", path.display())))
+    text.trim().parse::<u64>().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a number", path.display()),
+        )
+    })
 }
 
 #[cfg(test)]

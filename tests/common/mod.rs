@@ -59,7 +59,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("rawsnoop-test-{}-{tag}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("rawsnoop-test-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create temp dir");
         TempDir(p)
@@ -135,7 +136,11 @@ pub fn spawn_tool(args: &[&str]) -> Tool {
             }
         }
     });
-    Tool { child, lines, stderr }
+    Tool {
+        child,
+        lines,
+        stderr,
+    }
 }
 
 impl Tool {
@@ -149,7 +154,10 @@ impl Tool {
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let st = self.child.wait();
-                panic!("rawsnoop exited ({st:?}) while waiting for {waiting_for}; stderr: {:?}", self.stderr_text());
+                panic!(
+                    "rawsnoop exited ({st:?}) while waiting for {waiting_for}; stderr: {:?}",
+                    self.stderr_text()
+                );
             }
         }
     }
