@@ -280,32 +280,25 @@ impl Tracer {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
+        // One record's bytes -> an event for the caller, or stop at a malformed one.
+        let mut deliver = |raw: &[u8]| match EventRef::parse(raw, &layout) {
+            Ok(e) => {
+                events += 1;
+                on_event(e)
+            }
+            Err(err) => {
+                bad = Some(err);
+                ControlFlow::Break(())
+            }
+        };
         match &mut self.source {
             Source::Ring(rb) => {
-                rb.poll(timeout, |raw| match EventRef::parse(raw, &layout) {
-                    Ok(e) => {
-                        events += 1;
-                        on_event(e)
-                    }
-                    Err(err) => {
-                        bad = Some(err);
-                        ControlFlow::Break(())
-                    }
-                })?;
+                rb.poll(timeout, deliver)?;
             }
             Source::Perf(pb) => {
                 let perf_lost = &mut self.perf_lost;
                 pb.poll(timeout, |rec| match rec {
-                    PerfRecord::Sample { data, .. } => match EventRef::parse(data, &layout) {
-                        Ok(e) => {
-                            events += 1;
-                            on_event(e)
-                        }
-                        Err(err) => {
-                            bad = Some(err);
-                            ControlFlow::Break(())
-                        }
-                    },
+                    PerfRecord::Sample { data, .. } => deliver(data),
                     PerfRecord::Lost { cpu, count } => {
                         *perf_lost += count;
                         on_lost(Lost::PerfRing { cpu, count });

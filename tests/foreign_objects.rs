@@ -120,12 +120,7 @@ fn ringbuf_output_mismatched_event_layout_is_refused() {
     }
     let dir = TempDir::new(test);
     let obj = object("bad-event", &dir.0);
-    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
-        .args(["--ringbuf", "--object", obj.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = expect_clean_failure(&["--ringbuf", "--object", obj.to_str().unwrap()], &[]);
     assert!(err.contains("struct event"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -138,12 +133,7 @@ fn wrong_transport_for_the_object_is_a_clear_error() {
     }
     let dir = TempDir::new(test);
     let obj = object("ringbuf-output", &dir.0);
-    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
-        .args(["--perfbuf", "--object", obj.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = expect_clean_failure(&["--perfbuf", "--object", obj.to_str().unwrap()], &[]);
     assert!(err.contains("PERF_EVENT_ARRAY"), "{err}");
 }
 
@@ -155,12 +145,10 @@ fn ringbuf_reserve_verifier_rejection_shows_the_c_source_line() {
     }
     let dir = TempDir::new(test);
     let obj = object("verifier-reject", &dir.0);
-    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
-        .args(["--ringbuf-reserve", "--object", obj.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = expect_clean_failure(
+        &["--ringbuf-reserve", "--object", obj.to_str().unwrap()],
+        &[],
+    );
     assert!(
         err.contains("verifier rejected program 'handle_exec'"),
         "{err}"

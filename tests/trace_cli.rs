@@ -132,15 +132,7 @@ fn default_transport_is_ringbuf_reserve_and_json_works() {
     let probe = probe_program(&dir.0, "rsnp-json");
     let mut tool = spawn_tool(&["--json", "-v"]);
     // -v says how it attached before anything else; JSON mode prints no header.
-    let attached = loop {
-        let l = tool
-            .stderr
-            .recv_timeout(DEADLINE)
-            .expect("verbose attach line on stderr");
-        if l.contains("attached with") {
-            break l;
-        }
-    };
+    let attached = tool.attach_line();
     assert!(attached.ends_with("over ringbuf-reserve"), "{attached}");
     let pid = exec_n(&probe, 1)[0];
     let want = format!(
@@ -285,15 +277,16 @@ fn bad_object_file_is_a_clear_error() {
     for (name, bytes) in cases {
         let p = dir.0.join(name);
         std::fs::write(&p, bytes).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
-            .args(["--object", p.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        let err = expect_clean_failure(&["--object", p.to_str().unwrap()], &[]);
         assert!(err.starts_with("rawsnoop: error:"), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
     }
+    // Arguments a user can get wrong: one line each, exit 1.
+    expect_clean_failure(&["--perf-pages", "3"], &["power of two"]);
+    expect_clean_failure(&["--object", "/nonexistent/x.o"], &["/nonexistent/x.o"]);
+    expect_clean_failure(
+        &["bench", "--transport", "carrier-pigeon"],
+        &["unknown transport"],
+    );
 }
 
 #[test]
@@ -303,15 +296,7 @@ fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
         return;
     }
     let tool = spawn_tool(&["--perfbuf", "-v"]);
-    let attached = loop {
-        let l = tool
-            .stderr
-            .recv_timeout(DEADLINE)
-            .expect("verbose attach line on stderr");
-        if l.contains("attached with") {
-            break l;
-        }
-    };
+    let attached = tool.attach_line();
     let v = rawsnoop::sys::kernel::version().expect("kernel version");
     let want = if v >= rawsnoop::sys::kernel::KernelVersion(5, 15, 0) {
         "bpf_link"
@@ -438,11 +423,8 @@ fn perfbuf_uid_filter_needs_the_variable_in_foreign_objects() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/foreign/perfbuf-output.bpf.o"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
-        .args(["--perfbuf", "--uid", "0", "--object", obj])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("filter_uid"), "{err}");
+    expect_clean_failure(
+        &["--perfbuf", "--uid", "0", "--object", obj],
+        &["filter_uid"],
+    );
 }

@@ -8,6 +8,7 @@
 //! [`PerfBuf`]) counts what arrives. The program counts produced and dropped records per
 //! CPU in `stats`; the consumer's CPU time comes from `getrusage(RUSAGE_THREAD)`.
 
+mod modes;
 mod report;
 
 use std::os::fd::BorrowedFd;
@@ -18,8 +19,9 @@ use std::time::{Duration, Instant};
 use crate::loader::attach::{self, AttachError};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::ObjectSpec;
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, PerfRecord, Wakeup};
+use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, Wakeup};
 use crate::ringbuf::{RingBuf, RingBufError};
+use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
 pub use report::{explain, format_json_lines, format_table};
@@ -87,9 +89,45 @@ impl BenchWakeup {
     }
 }
 
+/// How producer and consumer are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BenchMode {
+    /// A producer thread and a consumer thread, each pinned to its own CPU (a tracer beside
+    /// the traced workload). Records/s is bounded by the slower of the two.
+    #[default]
+    Concurrent,
+    /// One thread triggers a batch, then polls the consumer, and again (the kernel's
+    /// `bench_ringbufs --rb-b2b`): records/s is 1 / (produce + consume cost per record), and
+    /// the CPU time covers both.
+    BackToBack,
+    /// One thread fills about 3/4 of the buffer with the consumer idle, then times only the
+    /// consumer emptying it, and again: records/s and CPU time are the consumer's alone.
+    Drain,
+}
+
+impl BenchMode {
+    /// `concurrent`, `back-to-back` or `drain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchMode::Concurrent => "concurrent",
+            BenchMode::BackToBack => "back-to-back",
+            BenchMode::Drain => "drain",
+        }
+    }
+
+    /// Parses a name from [`BenchMode::name`].
+    pub fn from_name(s: &str) -> Option<BenchMode> {
+        [BenchMode::Concurrent, BenchMode::BackToBack, BenchMode::Drain]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
+    /// How producer and consumer are arranged.
+    pub mode: BenchMode,
     pub transports: Vec<Transport>,
     /// How long the producer runs per transport.
     pub duration: Duration,
@@ -107,6 +145,7 @@ pub struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions {
+            mode: BenchMode::Concurrent,
             transports: Transport::ALL.to_vec(),
             duration: Duration::from_secs(2),
             batch: 100,
@@ -296,7 +335,25 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
             program: t.program(),
             source,
         })?;
-        let mut r = run_one(t, consumer, opts, &online)?;
+        let mut r = match opts.mode {
+            BenchMode::Concurrent => run_one(t, consumer, opts, &online)?,
+            // One thread on the CPU the consumer gets in concurrent mode.
+            BenchMode::BackToBack => {
+                let cpu = online.get(1).or(online.first()).copied();
+                modes::back_to_back(t, consumer, opts, cpu)?
+            }
+            BenchMode::Drain => {
+                let cpu = online.get(1).or(online.first()).copied();
+                let bytes = match t {
+                    Transport::Perfbuf => {
+                        (opts.perf_pages_per_cpu as u64).saturating_mul(page_size() as u64)
+                    }
+                    _ => u64::from(rb_size),
+                };
+                let fill = modes::fill_batches(t, opts, bytes);
+                modes::drain(t, consumer, opts, cpu, fill)?
+            }
+        };
         drop(link);
         let (produced, dropped) = read_stats(stats, nposs)?;
         r.produced = produced;
@@ -351,17 +408,8 @@ fn consume_loop(
     start: Instant,
 ) -> Result<Consumed, BenchError> {
     let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
-    let mut records = 0u64;
-    let mut checksum = 0u64;
+    let mut n = modes::Counter::default();
     let tick = Some(Duration::from_millis(50));
-    // Read the sequence number of each record, as a real consumer would touch its data.
-    let mut on_ring = |rec: &[u8]| {
-        records += 1;
-        if let Some(b) = rec.get(..8) {
-            checksum = checksum.wrapping_add(b.iter().map(|&x| u64::from(x)).sum());
-        }
-        std::ops::ControlFlow::Continue(())
-    };
     let wakeups = match &mut c {
         Consumer::Ring(rb) => {
             let err = |source| BenchError::RingBuf {
@@ -369,12 +417,12 @@ fn consume_loop(
                 source,
             };
             while !stop.load(Ordering::Acquire) {
-                match rb.poll(tick, &mut on_ring) {
+                match rb.poll(tick, |r| n.ring(r)) {
                     Err(e) if !e.is_interrupted() => return Err(err(e)),
                     _ => {}
                 }
             }
-            while rb.consume(&mut on_ring).map_err(err)? > 0 {}
+            while rb.consume(|r| n.ring(r)).map_err(err)? > 0 {}
             rb.wakeups()
         }
         Consumer::Perf(pb) => {
@@ -382,21 +430,18 @@ fn consume_loop(
                 transport: t.name(),
                 source,
             };
-            let mut on_perf = |r: PerfRecord<'_>| match r {
-                PerfRecord::Sample { data, .. } => on_ring(data),
-                PerfRecord::Lost { .. } => std::ops::ControlFlow::Continue(()),
-            };
             while !stop.load(Ordering::Acquire) {
-                match pb.poll(tick, &mut on_perf) {
+                match pb.poll(tick, |r| n.perf(r)) {
                     Err(e) if !e.is_interrupted() => return Err(err(e)),
                     _ => {}
                 }
             }
-            while pb.consume(&mut on_perf).map_err(err)? > 0 {}
+            while pb.consume(|r| n.perf(r)).map_err(err)? > 0 {}
             pb.wakeups()
         }
     };
-    std::hint::black_box(checksum);
+    n.finish();
+    let records = n.records;
     let elapsed = start.elapsed();
     let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
     Ok(Consumed {

@@ -217,17 +217,6 @@ fn load_btf(spec: &ObjectSpec, warnings: &mut Vec<String>) -> Option<OwnedFd> {
     }
 }
 
-fn map_kind(t: u32) -> String {
-    match t {
-        bpf::BPF_MAP_TYPE_HASH => "hash".into(),
-        bpf::BPF_MAP_TYPE_ARRAY => "array".into(),
-        bpf::BPF_MAP_TYPE_PERF_EVENT_ARRAY => "perf_event_array".into(),
-        bpf::BPF_MAP_TYPE_PERCPU_ARRAY => "percpu_array".into(),
-        bpf::BPF_MAP_TYPE_RINGBUF => "ringbuf".into(),
-        other => format!("type {other}"),
-    }
-}
-
 /// The map definition the kernel will get: PERF_EVENT_ARRAY `max_entries` 0 -> possible CPUs;
 /// ringbuf size checked (power of two, page multiple, bounded); absurd sizes rejected.
 pub fn finalize_map_spec(spec: &MapSpec, opts: &LoadOptions) -> Result<MapSpec, LoadError> {
@@ -402,7 +391,7 @@ fn map_create_error(m: &MapSpec, e: io::Error) -> LoadError {
     };
     LoadError::MapCreate {
         map: m.name.clone(),
-        kind: map_kind(m.map_type),
+        kind: bpf::map_type_name(m.map_type).to_string(),
         source: e,
         hint,
     }

@@ -8,7 +8,7 @@ use crate::loader::elf::{is_data_section, ElfObject, Section};
 use crate::loader::spec::*;
 
 /// `BPF_MAP_TYPE_RINGBUF`.
-const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+use crate::sys::uapi::BPF_MAP_TYPE_RINGBUF;
 /// Largest key or value size we accept (the kernel's own limits are lower for most map types).
 const MAX_KV_SIZE: u32 = 1 << 30;
 /// Largest `(key_size + value_size) * max_entries` we accept: anything above is a corrupt object.

@@ -7,26 +7,16 @@
 
 use crate::loader::btf::{Btf, FuncInfo, LineInfo};
 
-/// `src_reg` of an `ld_imm64` whose imm is a map fd.
-pub const BPF_PSEUDO_MAP_FD: u8 = 1;
-/// `src_reg` of an `ld_imm64` whose insn[0].imm is a map fd and insn[1].imm an offset into its value.
-pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
-/// `src_reg` of a `call` to a bpf-to-bpf subprogram (imm = relative instruction offset).
-pub const BPF_PSEUDO_CALL: u8 = 1;
-/// `src_reg` of an `ld_imm64` loading the address of a subprogram (callbacks).
-pub const BPF_PSEUDO_FUNC: u8 = 4;
+pub use crate::sys::uapi::{
+    BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE,
+};
 
 /// `BPF_LD | BPF_IMM | BPF_DW`: the first half of a 16-byte `ld_imm64`.
 pub const OP_LD_IMM64: u8 = 0x18;
 /// `BPF_JMP | BPF_CALL`.
 pub const OP_CALL: u8 = 0x85;
 
-/// `BPF_MAP_TYPE_ARRAY`, used for global data maps.
-pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
-/// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
-pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
-/// `BPF_F_RDONLY_PROG`: the program may only read the map (set on `.rodata*` maps, as libbpf does).
-pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+pub use crate::sys::uapi::{BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERF_EVENT_ARRAY};
 
 /// One 8-byte BPF instruction, laid out exactly as the kernel's `struct bpf_insn`.
 #[repr(C)]

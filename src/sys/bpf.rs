@@ -17,34 +17,7 @@ const BPF_BTF_LOAD: u32 = 18;
 const BPF_MAP_FREEZE: u32 = 22;
 const BPF_LINK_CREATE: u32 = 28;
 
-// Map types (enum bpf_map_type) we name.
-pub const BPF_MAP_TYPE_HASH: u32 = 1;
-pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
-pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
-pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
-pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
-pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
-
-// Program types (enum bpf_prog_type) we name.
-pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-pub const BPF_PROG_TYPE_KPROBE: u32 = 2;
-pub const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
-pub const BPF_PROG_TYPE_XDP: u32 = 6;
-pub const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
-pub const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
-pub const BPF_PROG_TYPE_TRACING: u32 = 26;
-
-/// `enum bpf_attach_type` value for links on perf events (kernel >= 5.15).
-pub const BPF_PERF_EVENT: u32 = 41;
-
-/// `BPF_F_RDONLY_PROG`: the program may only read the map (used for frozen .rodata).
-pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
-/// `BPF_ANY` for map updates.
-pub const BPF_ANY: u64 = 0;
-
-/// Longest map/program name the kernel stores (BPF_OBJ_NAME_LEN minus the NUL).
-pub const OBJ_NAME_MAX: usize = 15;
+pub use super::uapi::*;
 
 fn sys_bpf<T>(cmd: u32, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, exclusively borrowed repr(C) struct whose layout is a prefix

@@ -11,3 +11,4 @@ pub mod perf;
 pub mod signal;
 pub mod time;
 pub mod tracefs;
+pub mod uapi;

@@ -201,3 +201,51 @@ pub fn parse_table_line(line: &str) -> Option<(String, String, u32, String, Stri
 pub fn expected_line(time: &str, pid: u32, comm: &str, filename: &str) -> String {
     format!("{time:<8} {:<5} {pid:<7} {comm:<16} {filename}", "EXEC")
 }
+
+/// Runs rawsnoop with `args` to completion.
+pub fn run_tool(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rawsnoop")
+}
+
+/// Runs rawsnoop expecting a clean failure: exit status 1, a `rawsnoop: error:` message
+/// containing every `needle`, no panic. Returns the stderr text.
+pub fn expect_clean_failure(args: &[&str], needles: &[&str]) -> String {
+    let out = run_tool(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "rawsnoop {args:?}: {err}");
+    assert!(err.contains("rawsnoop: error:"), "rawsnoop {args:?}: {err}");
+    assert!(!err.contains("panicked"), "rawsnoop {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "rawsnoop {args:?}: no {n:?} in: {err}");
+    }
+    err
+}
+
+impl Tool {
+    /// The `-v` line saying how the program attached (`attached with <kind> over <transport>`).
+    pub fn attach_line(&self) -> String {
+        loop {
+            let l = self
+                .stderr
+                .recv_timeout(DEADLINE)
+                .expect("verbose attach line on stderr");
+            if l.contains("attached with") {
+                return l;
+            }
+        }
+    }
+
+    /// Reads table lines until one for `pid`, and returns it.
+    pub fn line_for_pid(&mut self, pid: u32, what: &str) -> String {
+        loop {
+            let line = self.next_line(what);
+            if parse_table_line(&line).is_some_and(|(_, _, p, _, _)| p == pid) {
+                return line;
+            }
+        }
+    }
+}

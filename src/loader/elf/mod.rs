@@ -258,24 +258,13 @@ pub struct ProgKind {
     pub attach: AttachPoint,
 }
 
-pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-pub const BPF_PROG_TYPE_KPROBE: u32 = 2;
-pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
-pub const BPF_PROG_TYPE_SCHED_ACT: u32 = 4;
-pub const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
-pub const BPF_PROG_TYPE_XDP: u32 = 6;
-pub const BPF_PROG_TYPE_PERF_EVENT: u32 = 7;
-pub const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
-pub const BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: u32 = 24;
-pub const BPF_PROG_TYPE_TRACING: u32 = 26;
-pub const BPF_PROG_TYPE_LSM: u32 = 29;
-pub const BPF_PROG_TYPE_SYSCALL: u32 = 31;
-pub const BPF_TRACE_RAW_TP: u32 = 23;
-pub const BPF_TRACE_FENTRY: u32 = 24;
-pub const BPF_TRACE_FEXIT: u32 = 25;
-pub const BPF_MODIFY_RETURN: u32 = 26;
-pub const BPF_LSM_MAC: u32 = 27;
-pub const BPF_TRACE_ITER: u32 = 28;
+pub use crate::sys::uapi::{
+    BPF_LSM_MAC, BPF_MODIFY_RETURN, BPF_PROG_TYPE_KPROBE, BPF_PROG_TYPE_LSM,
+    BPF_PROG_TYPE_PERF_EVENT, BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE,
+    BPF_PROG_TYPE_SCHED_ACT, BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_SOCKET_FILTER,
+    BPF_PROG_TYPE_SYSCALL, BPF_PROG_TYPE_TRACEPOINT, BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_XDP,
+    BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_TRACE_ITER, BPF_TRACE_RAW_TP,
+};
 
 /// Program type from a SEC name, libbpf-style (`tp/sched/sched_process_exec`, `kprobe/...`, `xdp`, ...).
 /// `None` for names we do not know.
