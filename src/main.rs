@@ -81,35 +81,44 @@ enum Command {
     },
     /// Measure what each transport costs on this machine: a BPF producer on the getpgid
     /// tracepoint emits batches of records while our consumer drains them.
-    Bench {
-        /// ringbuf-reserve, ringbuf or perfbuf (default: all three).
-        #[arg(long, value_name = "NAME")]
-        transport: Vec<String>,
-        /// Seconds per transport and wakeup mode.
-        #[arg(long, default_value_t = 2.0)]
-        duration: f64,
-        /// Records per trigger.
-        #[arg(long, default_value_t = 100)]
-        batch: u32,
-        /// Bytes per record (rounded up to a power of two, 8..4096).
-        #[arg(long, default_value_t = 64)]
-        size: u32,
-        /// per-record, sampled (ringbuf: NO_WAKEUP/FORCE_WAKEUP by available data; perf:
-        /// watermark), or both.
-        #[arg(long, default_value = "both")]
-        wakeup: String,
-        /// Bytes waiting before a sampled wakeup / the perf watermark.
-        #[arg(long, default_value_t = 256 * 1024)]
-        threshold: u32,
-        /// One JSON object per line and transport instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
 }
 
-fn bench(cmd: &Command) -> Result<()> {
+/// `rawsnoop bench` options.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// ringbuf-reserve, ringbuf or perfbuf (default: all three).
+    #[arg(long, value_name = "NAME")]
+    transport: Vec<String>,
+    /// Seconds per transport and wakeup mode.
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Records per trigger.
+    #[arg(long, default_value_t = 100)]
+    batch: u32,
+    /// Bytes per record (rounded up to a power of two, 8..4096).
+    #[arg(long, default_value_t = 64)]
+    size: u32,
+    /// per-record, sampled (ringbuf: NO_WAKEUP/FORCE_WAKEUP by available data; perf:
+    /// watermark), or both.
+    #[arg(long, default_value = "both")]
+    wakeup: String,
+    /// concurrent (producer and consumer threads on their own CPUs), back-to-back (one
+    /// thread triggers then drains, like the kernel's bench), or drain (time only the
+    /// consumer emptying a pre-filled buffer).
+    #[arg(long, default_value = "concurrent")]
+    mode: String,
+    /// Bytes waiting before a sampled wakeup / the perf watermark.
+    #[arg(long, default_value_t = 256 * 1024)]
+    threshold: u32,
+    /// One JSON object per line and transport instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
     use rawsnoop::bench::{self, BenchOptions, BenchWakeup, Transport as BenchTransport};
-    let Command::Bench {
+    let BenchArgs {
         transport,
         duration,
         batch,
@@ -117,10 +126,8 @@ fn bench(cmd: &Command) -> Result<()> {
         wakeup,
         threshold,
         json,
-    } = cmd
-    else {
-        unreachable!("bench() is only called for the bench subcommand");
-    };
+        mode,
+    } = args;
     let mut opts = BenchOptions::default();
     if !transport.is_empty() {
         opts.transports = transport
@@ -137,11 +144,14 @@ fn bench(cmd: &Command) -> Result<()> {
     }
     opts.duration = Duration::from_secs_f64(*duration);
     opts.batch = *batch;
+    opts.mode = bench::BenchMode::from_name(mode).with_context(|| {
+        format!("unknown --mode '{mode}': use concurrent, back-to-back or drain")
+    })?;
     opts.record_size = *size;
     let sampled = BenchWakeup::Sampled {
         threshold_bytes: *threshold,
     };
-    let modes = match wakeup.as_str() {
+    let wakeups = match wakeup.as_str() {
         "per-record" => vec![BenchWakeup::PerRecord],
         "sampled" => vec![sampled],
         "both" => vec![BenchWakeup::PerRecord, sampled],
@@ -151,13 +161,14 @@ fn bench(cmd: &Command) -> Result<()> {
         return Err(rawsnoop::tracer::TracerError::NoPrivilege.into());
     }
     let mut all = Vec::new();
-    for mode in modes {
-        opts.wakeup = mode;
+    for wake in wakeups {
+        opts.wakeup = wake;
         if !json {
             eprintln!(
-                "running {} transport(s), {} wakeups, {duration} s each ...",
+                "running {} transport(s), {} wakeups, {} mode, {duration} s each ...",
                 opts.transports.len(),
-                mode.name()
+                wake.name(),
+                opts.mode.name()
             );
         }
         let results = bench::run(&opts)?;
@@ -336,7 +347,7 @@ fn main() -> ExitCode {
     let res = match &cli.command {
         None => trace(&cli),
         Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
-        Some(cmd @ Command::Bench { .. }) => bench(cmd),
+        Some(Command::Bench(args)) => bench(args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

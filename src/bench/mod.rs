@@ -24,6 +24,7 @@ use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
+pub use modes::BenchMode;
 pub use report::{explain, format_json_lines, format_table};
 
 /// The record paths compared.
@@ -89,40 +90,6 @@ impl BenchWakeup {
     }
 }
 
-/// How producer and consumer are arranged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BenchMode {
-    /// A producer thread and a consumer thread, each pinned to its own CPU (a tracer beside
-    /// the traced workload). Records/s is bounded by the slower of the two.
-    #[default]
-    Concurrent,
-    /// One thread triggers a batch, then polls the consumer, and again (the kernel's
-    /// `bench_ringbufs --rb-b2b`): records/s is 1 / (produce + consume cost per record), and
-    /// the CPU time covers both.
-    BackToBack,
-    /// One thread fills about 3/4 of the buffer with the consumer idle, then times only the
-    /// consumer emptying it, and again: records/s and CPU time are the consumer's alone.
-    Drain,
-}
-
-impl BenchMode {
-    /// `concurrent`, `back-to-back` or `drain`.
-    pub fn name(self) -> &'static str {
-        match self {
-            BenchMode::Concurrent => "concurrent",
-            BenchMode::BackToBack => "back-to-back",
-            BenchMode::Drain => "drain",
-        }
-    }
-
-    /// Parses a name from [`BenchMode::name`].
-    pub fn from_name(s: &str) -> Option<BenchMode> {
-        [BenchMode::Concurrent, BenchMode::BackToBack, BenchMode::Drain]
-            .into_iter()
-            .find(|m| m.name() == s)
-    }
-}
-
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
@@ -163,6 +130,8 @@ pub struct BenchResult {
     pub transport: Transport,
     /// The wakeup mode this was measured with.
     pub wakeup: BenchWakeup,
+    /// How producer and consumer were arranged.
+    pub mode: BenchMode,
     /// Producer run time.
     pub produce_time: Duration,
     /// Consumer run time (until it drained what was left after the producer stopped).
@@ -493,6 +462,7 @@ fn run_one(
     Ok(BenchResult {
         transport: t,
         wakeup: opts.wakeup,
+        mode: opts.mode,
         produce_time,
         consume_time: consumed.elapsed,
         produced: 0,
@@ -507,12 +477,67 @@ fn run_one(
 mod tests {
     use super::*;
 
+    /// The bench programs fire on every getpgid() of this process (cfg.pid is the tgid), so
+    /// two real runs at once would feed each other's rings: real runs take this lock.
+    static REAL_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn real_run_lock() -> std::sync::MutexGuard<'static, ()> {
+        REAL_RUN.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn transport_names_round_trip() {
         for t in Transport::ALL {
             assert_eq!(Transport::from_name(t.name()), Some(t));
         }
         assert_eq!(Transport::from_name("nope"), None);
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for m in BenchMode::ALL {
+            assert_eq!(BenchMode::from_name(m.name()), Some(m));
+        }
+        assert_eq!(BenchMode::from_name("b2b"), None);
+        assert_eq!(BenchOptions::default().mode, BenchMode::Concurrent);
+    }
+
+    /// Short real runs of the one-thread modes: every record produced is consumed (nothing
+    /// is counted that the consumer did not see), and the drain mode times only the drain.
+    #[test]
+    fn one_thread_modes_deliver_everything_produced() {
+        let _serial = real_run_lock();
+        for mode in [BenchMode::BackToBack, BenchMode::Drain] {
+            let opts = BenchOptions {
+                mode,
+                duration: Duration::from_millis(150),
+                // Sampled: perf watermark wakeups make filling the perf rings quick.
+                wakeup: BenchWakeup::Sampled {
+                    threshold_bytes: 64 * 1024,
+                },
+                ringbuf_size: Some(1 << 20),
+                perf_pages_per_cpu: 64,
+                ..Default::default()
+            };
+            let results = match run(&opts) {
+                Ok(r) => r,
+                Err(e) if std::env::var("RAWSNOOP_REQUIRE_BPF").as_deref() != Ok("1") => {
+                    eprintln!(
+                        "SKIPPED (needs root/CAP_BPF): bench {} run: {e}",
+                        mode.name()
+                    );
+                    return;
+                }
+                Err(e) => panic!("bench {} run failed: {e}", mode.name()),
+            };
+            assert_eq!(results.len(), 3);
+            for r in &results {
+                assert!(r.produced > 0, "{mode:?} {r:?}");
+                assert_eq!(r.consumed, r.produced, "{mode:?} {r:?}");
+                assert_eq!(r.dropped, 0, "{mode:?} {r:?}");
+                assert!(r.consume_time <= r.produce_time, "{mode:?} {r:?}");
+            }
+        }
     }
 
     #[test]
@@ -528,6 +553,7 @@ mod tests {
     /// consumer, and the derived rates are consistent with the counts.
     #[test]
     fn short_real_run_delivers_everything_produced() {
+        let _serial = real_run_lock();
         let opts = BenchOptions {
             duration: Duration::from_millis(200),
             batch: 50,

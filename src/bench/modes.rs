@@ -1,4 +1,5 @@
-//! The one-thread arrangements of the benchmark, which isolate the consumer's cost:
+//! [`BenchMode`], and the one-thread arrangements of the benchmark, which isolate the
+//! consumer's cost:
 //! - back to back: trigger one batch, then poll the consumer, repeat (what the kernel's
 //!   `bench_ringbufs --rb-b2b` does); records/s is 1 / (produce + consume cost per record);
 //! - drain: fill the buffer while the consumer is idle, then time only the consumer emptying
@@ -10,6 +11,45 @@ use std::time::{Duration, Instant};
 use super::{io, BenchError, BenchOptions, BenchResult, Consumer, Transport};
 use crate::perfbuf::PerfRecord;
 use crate::sys::cpus;
+
+/// How producer and consumer are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BenchMode {
+    /// A producer thread and a consumer thread, each pinned to its own CPU (a tracer beside
+    /// the traced workload). Records/s is bounded by the slower of the two.
+    #[default]
+    Concurrent,
+    /// One thread triggers a batch, then polls the consumer, and again (the kernel's
+    /// `bench_ringbufs --rb-b2b`): records/s is 1 / (produce + consume cost per record), and
+    /// the CPU time covers both.
+    BackToBack,
+    /// One thread fills about 3/4 of the buffer with the consumer idle, then times only the
+    /// consumer emptying it, and again: records/s and CPU time are the consumer's alone.
+    Drain,
+}
+
+impl BenchMode {
+    /// All three, in the order they are documented.
+    pub const ALL: [BenchMode; 3] = [
+        BenchMode::Concurrent,
+        BenchMode::BackToBack,
+        BenchMode::Drain,
+    ];
+
+    /// `concurrent`, `back-to-back` or `drain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchMode::Concurrent => "concurrent",
+            BenchMode::BackToBack => "back-to-back",
+            BenchMode::Drain => "drain",
+        }
+    }
+
+    /// Parses a name from [`BenchMode::name`].
+    pub fn from_name(s: &str) -> Option<BenchMode> {
+        BenchMode::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
 
 /// What the benchmark's callbacks do with each record: count it and read its sequence number
 /// (the first 8 bytes), as a real consumer touches its data. Shared by every mode so they all
@@ -138,6 +178,7 @@ fn result(t: Transport, opts: &BenchOptions) -> BenchResult {
     BenchResult {
         transport: t,
         wakeup: opts.wakeup,
+        mode: opts.mode,
         produce_time: Duration::ZERO,
         consume_time: Duration::ZERO,
         produced: 0,
@@ -224,7 +265,7 @@ mod tests {
     #[test]
     fn fill_targets_three_quarters_of_the_buffer() {
         let opts = BenchOptions::default(); // batch 100, 64-byte records
-        // ringbuf: 72 bytes a record, 7200 a batch.
+                                            // ringbuf: 72 bytes a record, 7200 a batch.
         let rb = fill_batches(Transport::RingbufReserve, &opts, 16 << 20);
         assert_eq!(rb, (16u64 << 20) * 3 / 4 / 7200);
         assert!(rb * 7200 <= 16 << 20);

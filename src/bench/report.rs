@@ -52,10 +52,11 @@ pub fn format_json_lines(results: &[BenchResult]) -> String {
     for r in results {
         let _ = writeln!(
             out,
-            "{{\"transport\":{},\"wakeup\":{},\"produced_mps\":{},\"consumed_mps\":{},\"dropped_mps\":{},\
+            "{{\"transport\":{},\"wakeup\":{},\"mode\":{},\"produced_mps\":{},\"consumed_mps\":{},\"dropped_mps\":{},\
              \"consumer_ns_per_record\":{},\"wakeups_per_s\":{}}}",
             json_string(r.transport.name()),
             json_string(r.wakeup.name()),
+            json_string(r.mode.name()),
             json_num(r.produced_mps()),
             json_num(r.consumed_mps()),
             json_num(r.dropped_mps()),
@@ -174,6 +175,7 @@ mod tests {
         BenchResult {
             transport: t,
             wakeup: super::super::BenchWakeup::PerRecord,
+            mode: super::super::BenchMode::Concurrent,
             produce_time: Duration::from_secs(2),
             consume_time: Duration::from_secs(2),
             produced: consumed,
@@ -206,7 +208,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             lines[0],
-            "{\"transport\":\"ringbuf-reserve\",\"wakeup\":\"per-record\",\"produced_mps\":5.000000,\"consumed_mps\":5.000000,\
+            "{\"transport\":\"ringbuf-reserve\",\"wakeup\":\"per-record\",\"mode\":\"concurrent\",\"produced_mps\":5.000000,\"consumed_mps\":5.000000,\
              \"dropped_mps\":0.000000,\"consumer_ns_per_record\":50.000000,\"wakeups_per_s\":250.000000}"
         );
         assert!(lines[1].starts_with("{\"transport\":\"perfbuf\","));

@@ -23,6 +23,11 @@ pub const DISCARD_BIT: u32 = 1 << 30;
 /// Size of the record header.
 pub const HDR_SZ: u64 = 8;
 
+/// How far ahead of the record being read [`RingView::drain`] prefetches, in bytes. Measured
+/// on the bench's drain mode (64-byte records, a 16 MiB ring): 256 bytes gained little, 1024
+/// to 4096 about doubled the drain rate, since the hardware prefetchers stop at 4 KiB pages.
+const PREFETCH_AHEAD: u64 = 2048;
+
 /// Raw view of one ring's shared state. Holds no ownership; the owner (`RingBuf`, or a test's
 /// fake mapping) keeps the memory alive for as long as the view is used.
 #[derive(Debug)]
@@ -104,6 +109,27 @@ impl RingView {
         unsafe { (*self.data.add(off as usize).cast::<AtomicU32>()).load(Ordering::Acquire) }
     }
 
+    /// Hints the CPU to start loading the cache line of position `pos` (records ahead of
+    /// the one being read). The walk is a chain of dependent loads (each header says where the
+    /// next one is), so without this every new cache line costs a full cache-miss latency;
+    /// prefetching breaks the chain. Only a hint: it never faults and reads nothing.
+    #[inline(always)]
+    fn prefetch(&self, pos: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let off = pos & (self.size - 1);
+            // SAFETY: off < size, so the address is inside the mapped data area; a prefetch
+            // has no architectural effect (it cannot fault and loads nothing into registers),
+            // so a concurrent kernel write to that line is harmless.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(self.data.add(off as usize).cast::<i8>());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = pos;
+    }
+
     /// True if the record at the consumer position is committed (not BUSY): calling
     /// [`RingView::drain`] would make progress.
     pub(crate) fn head_committed(&self) -> bool {
@@ -114,7 +140,8 @@ impl RingView {
     /// One pass over the records present when it starts: hands each committed, non-discarded
     /// record's payload to `f`, skips discarded ones, stops at a BUSY record, after `f` says
     /// `Break`, or at a corrupt header. Publishes the new consumer position once, at the end
-    /// (also when returning an error, for the records already handed out).
+    /// (also when returning an error, for the records already handed out). Prefetches
+    /// [`PREFETCH_AHEAD`] bytes ahead, within what the producer has reserved.
     pub(crate) fn drain<F>(&self, f: &mut F) -> Result<Drain, RingBufError>
     where
         F: FnMut(&[u8]) -> ControlFlow<()>,
@@ -125,6 +152,12 @@ impl RingView {
         let mut out = Drain::default();
         let mut result = Ok(());
         while cons < prod {
+            // Only below prod: lines past it may be in the producer's hands right now, and
+            // pulling them into our cache would cost it a cache-line transfer. (Written as a
+            // difference: cons < prod, so neither side can overflow.)
+            if prod - cons > PREFETCH_AHEAD {
+                self.prefetch(cons + PREFETCH_AHEAD);
+            }
             let word = self.header_len(cons);
             if word & BUSY_BIT != 0 {
                 // Records are published in order: nothing after a busy one may be consumed.
@@ -378,6 +411,51 @@ mod tests {
             assert_eq!(r.unwrap().delivered, 1);
             assert_eq!(got, vec![payload]);
         }
+    }
+
+    /// Enough data pending that the walk prefetches ahead (past the ring's end too, where the
+    /// prefetch position wraps), over many laps of a ring of 4 KiB: every record arrives
+    /// whole and in order.
+    #[test]
+    fn long_walks_with_prefetch_keep_order_across_laps() {
+        let ring = FakeRing::new(4096);
+        let view = ring.view();
+        let mut next = 0u32;
+        let mut expect = 0u32;
+        for _lap in 0..40 {
+            // Fill to about 3.5 KiB (more than PREFETCH_AHEAD) with records of varying size.
+            while ring.prod() - ring.cons() < 3500 {
+                let len = 1 + (next % 61) as usize;
+                let mut payload = next.to_ne_bytes().to_vec();
+                payload.resize(len.max(4), next as u8);
+                ring.push(&payload);
+                next += 1;
+            }
+            assert!(ring.prod() - ring.cons() > PREFETCH_AHEAD);
+            let (got, r) = collect(&view);
+            assert_eq!(r.unwrap().delivered, got.len());
+            for rec in got {
+                let seq = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                assert_eq!(seq, expect);
+                assert_eq!(rec.len(), (1 + (seq % 61) as usize).max(4));
+                assert!(rec[4..].iter().all(|&b| b == seq as u8));
+                expect += 1;
+            }
+            assert_eq!(ring.cons(), ring.prod());
+        }
+        assert_eq!(expect, next);
+    }
+
+    /// Positions near the top of u64 (a corrupt or very old ring): the prefetch bound must
+    /// not overflow (a debug build would panic), and the record still arrives.
+    #[test]
+    fn positions_near_u64_max_do_not_overflow() {
+        let ring = FakeRing::at(64, u64::MAX - 63);
+        ring.push(b"12345678");
+        let (got, r) = collect(&ring.view());
+        assert_eq!(r.unwrap().delivered, 1);
+        assert_eq!(got, vec![b"12345678".to_vec()]);
+        assert_eq!(ring.cons(), u64::MAX - 63 + 16);
     }
 
     #[test]

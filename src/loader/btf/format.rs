@@ -6,6 +6,9 @@ use super::{Btf, MAX_RESOLVE_DEPTH};
 
 /// Output budget of one `format_type` call, in bytes (roughly).
 const MAX_OUTPUT: usize = 64 * 1024;
+/// Budget shared by all the types of one `format_all` call (vmlinux needs about a third of it), so a
+/// hostile blob with many expensive types cannot make it run for minutes.
+const MAX_ALL_OUTPUT: usize = 64 * 1024 * 1024;
 /// How many anonymous struct/union/enum bodies may nest inside one another.
 const MAX_EXPAND_DEPTH: u32 = 8;
 /// Names longer than this are cut (hostile string sections can hold megabyte "names").
@@ -64,7 +67,9 @@ impl<'a> Fmt<'a> {
     /// Declaration of type `id` around declarator `inner` (a name, `*name`, `name[4]`, or "").
     /// `depth` counts reference hops; `expand` counts nested anonymous bodies.
     fn decl(&mut self, id: u32, inner: &str, depth: u32, expand: u32) -> String {
-        if depth > MAX_RESOLVE_DEPTH || self.out_of_budget(1) {
+        // `inner` is copied at every level: charging it keeps FUNC_PROTO fan-out (params and return
+        // type both expanding) from doing exponential work within the budget.
+        if depth > MAX_RESOLVE_DEPTH || self.out_of_budget(inner.len().saturating_add(1)) {
             return join(CUT, inner);
         }
         if id == 0 {
@@ -312,11 +317,17 @@ impl Btf {
     /// named ones by name only), functions their prototype, VARs and FUNCs their linkage. Never
     /// panics; depth- and size-bounded (cut parts print as `/* ... */`).
     pub fn format_type(&self, id: u32) -> String {
+        self.format_type_within(id, &mut MAX_OUTPUT.clone())
+    }
+
+    /// [`Btf::format_type`] with at most `min(*budget, MAX_OUTPUT)` to spend; takes what it spent off `budget`.
+    fn format_type_within(&self, id: u32, budget: &mut usize) -> String {
+        let start = (*budget).min(MAX_OUTPUT);
         let mut f = Fmt {
             btf: self,
-            budget: MAX_OUTPUT,
+            budget: start,
         };
-        match self.type_by_id(id) {
+        let s = match self.type_by_id(id) {
             Ok(
                 BtfType::Struct { .. }
                 | BtfType::Union { .. }
@@ -328,7 +339,9 @@ impl Btf {
                 format!("typedef {}", f.decl(*type_id, &name, 1, 0))
             }
             _ => f.decl(id, "", 0, 0),
-        }
+        };
+        *budget = budget.saturating_sub(start.saturating_sub(f.budget));
+        s
     }
 
     /// The raw fields of type `id` as bpftool prints them: `[id] KIND 'name' field=value ...`.
@@ -416,14 +429,64 @@ impl Btf {
     }
 
     /// Every type, one per line: `[id] KIND 'name' fields  // C-like rendering`.
+    /// Past a total budget, the C-like renderings are cut (`/* ... */`); the raw fields always print.
     pub fn format_all(&self) -> String {
+        self.format_all_within(MAX_ALL_OUTPUT)
+    }
+
+    fn format_all_within(&self, mut budget: usize) -> String {
         let mut out = String::new();
         for id in 1..self.types_len() {
             // One line per type: hostile names may contain line breaks, which are escaped.
-            let line = format!("{}  // {}", self.format_raw(id), self.format_type(id));
+            let c_like = self.format_type_within(id, &mut budget);
+            let line = format!("{}  // {c_like}", self.format_raw(id));
             out.push_str(&line.replace('\n', "\\n").replace('\r', "\\r"));
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` FUNC_PROTOs, each returning the next and taking the next as its parameter (the last
+    /// points back to the first): every rendering fans out into both.
+    fn proto_chain(n: u32) -> Btf {
+        let mut btf = Btf::new();
+        for id in 1..=n {
+            let next = if id == n { 1 } else { id + 1 };
+            btf.add_type(BtfType::FuncProto {
+                ret: next,
+                params: vec![Param {
+                    name_off: 0,
+                    type_id: next,
+                }],
+            });
+        }
+        btf
+    }
+
+    #[test]
+    fn proto_fan_out_stays_within_the_output_budget() {
+        // Before inner declarators were charged, one such call did ~2^32 copies of a growing string.
+        let btf = proto_chain(40);
+        let s = btf.format_type(1);
+        assert!(s.contains(CUT), "{}", &s[..s.len().min(200)]);
+        assert!(s.len() <= 2 * MAX_OUTPUT, "{} bytes", s.len());
+    }
+
+    #[test]
+    fn format_all_shares_one_budget_across_types() {
+        let btf = proto_chain(200);
+        let all = btf.format_all_within(MAX_OUTPUT);
+        assert_eq!(all.lines().count(), 200, "one line per type, cut or not");
+        // 200 types could each spend MAX_OUTPUT; together they get MAX_OUTPUT (plus the raw fields).
+        assert!(all.len() <= 3 * MAX_OUTPUT, "{} bytes", all.len());
+        assert!(all
+            .lines()
+            .last()
+            .is_some_and(|l| l.ends_with(&format!("// {CUT}"))));
     }
 }
