@@ -38,6 +38,11 @@ impl Transport {
         }
     }
 
+    /// Parses a name from [`Transport::name`] (the CLI flag without its dashes).
+    pub fn from_name(s: &str) -> Option<Transport> {
+        Transport::ALL.into_iter().find(|t| t.name() == s)
+    }
+
     /// The built-in object for this transport.
     pub fn builtin_object(self) -> &'static [u8] {
         match self {

@@ -163,3 +163,28 @@ fn inspect_cli_rejects_hostile_objects_with_one_error() {
         );
     }
 }
+
+#[test]
+fn inspect_cli_output_stays_bounded_on_btf_fan_out() {
+    // 41 FUNC_PROTOs each returning and taking the next: before the formatter charged the
+    // declarators it copies, `inspect` printed ~30 MB here and spent seconds doing it.
+    let path = fuzz_dir().join("regressions/parse_object/slow-func-proto-fan-out.bpf.o");
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .expect("running rawsnoop inspect");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("BTF types (41):"),
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    assert!(
+        stdout.len() < 1024 * 1024,
+        "{} bytes of output",
+        stdout.len()
+    );
+}

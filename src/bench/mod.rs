@@ -27,45 +27,15 @@ use crate::sys::{bpf, cpus};
 pub use modes::BenchMode;
 pub use report::{explain, format_json_lines, format_table};
 
-/// The record paths compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `bpf_ringbuf_reserve` + `bpf_ringbuf_submit`: the program writes in place.
-    RingbufReserve,
-    /// `bpf_ringbuf_output`: the program copies a prepared buffer in.
-    RingbufOutput,
-    /// `bpf_perf_event_output` into this CPU's perf ring.
-    Perfbuf,
-}
+/// The record paths compared: the tracer's three transports.
+pub use crate::tracer::Transport;
 
-impl Transport {
-    /// All three, in the order they are reported.
-    pub const ALL: [Transport; 3] = [
-        Transport::RingbufReserve,
-        Transport::RingbufOutput,
-        Transport::Perfbuf,
-    ];
-
-    /// The name used in tables and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::RingbufReserve => "ringbuf-reserve",
-            Transport::RingbufOutput => "ringbuf-output",
-            Transport::Perfbuf => "perfbuf",
-        }
-    }
-
-    /// Parses a name from [`Transport::name`].
-    pub fn from_name(s: &str) -> Option<Transport> {
-        Transport::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    fn program(self) -> &'static str {
-        match self {
-            Transport::RingbufReserve => "bench_ringbuf_reserve",
-            Transport::RingbufOutput => "bench_ringbuf_output",
-            Transport::Perfbuf => "bench_perfbuf",
-        }
+/// The bench program (in `bpf/bench.bpf.c`) that produces through `t`.
+fn program(t: Transport) -> &'static str {
+    match t {
+        Transport::RingbufReserve => "bench_ringbuf_reserve",
+        Transport::RingbufOutput => "bench_ringbuf_output",
+        Transport::Perfbuf => "bench_perfbuf",
     }
 }
 
@@ -294,14 +264,12 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
                 )
             }
         };
-        let prog = obj
-            .program(t.program())
-            .ok_or_else(|| BenchError::Missing {
-                kind: "program",
-                name: t.program().into(),
-            })?;
+        let prog = obj.program(program(t)).ok_or_else(|| BenchError::Missing {
+            kind: "program",
+            name: program(t).into(),
+        })?;
         let link = attach::attach(prog).map_err(|source| BenchError::Attach {
-            program: t.program(),
+            program: program(t),
             source,
         })?;
         let mut r = match opts.mode {

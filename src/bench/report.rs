@@ -229,7 +229,7 @@ mod tests {
         ];
         let t = format_table(&rs);
         assert_eq!(t.lines().count(), 3);
-        assert!(t.lines().nth(2).unwrap().starts_with("ringbuf-output"));
+        assert!(t.lines().nth(2).unwrap().starts_with("ringbuf "));
     }
 
     #[test]
@@ -240,10 +240,7 @@ mod tests {
             result(Transport::Perfbuf, 2_000_000, 800, 1234),
         ];
         let e = explain(&rs);
-        assert!(
-            e.starts_with("ringbuf-output won: 4.000 M records/s"),
-            "{e}"
-        );
+        assert!(e.starts_with("ringbuf won: 4.000 M records/s"), "{e}");
         assert!(e.contains("4.00x faster than perfbuf"), "{e}");
         assert!(e.contains("dropped 1234 records"), "{e}");
         assert!(
