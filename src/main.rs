@@ -301,8 +301,9 @@ fn trace(cli: &Cli) -> Result<()> {
         );
         match res {
             Ok(_) => {}
-            Err(TracerError::RingBuf(e)) if is_interrupted(&e.to_string()) => {}
-            Err(TracerError::PerfBuf(e)) if is_interrupted(&e.to_string()) => {}
+            // A signal interrupted epoll_wait: the loop condition decides.
+            Err(TracerError::RingBuf(e)) if e.is_interrupted() => {}
+            Err(TracerError::PerfBuf(e)) if e.is_interrupted() => {}
             Err(e) => return Err(e.into()),
         }
         if write_err.is_none() {
@@ -338,9 +339,6 @@ fn render(e: &anyhow::Error) -> String {
     out
 }
 
-fn is_interrupted(msg: &str) -> bool {
-    msg.contains("Interrupted")
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
