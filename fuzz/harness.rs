@@ -1,0 +1,114 @@
+//! The code paths the fuzz targets drive, shared with `tests/fuzz_corpus.rs` (which includes this
+//! file with `#[path]`), so the corpus replay in `cargo test` runs exactly what the fuzzer ran.
+//!
+//! Every check here panics on a bug (the fuzzer's signal); a parse error is an expected outcome and is
+//! returned as its message after checking that it is one clear paragraph.
+#![allow(dead_code)]
+
+use rawsnoop::loader::btf::{sanitize, Btf, BtfExt, BtfFeatures};
+use rawsnoop::loader::ObjectSpec;
+
+/// What the fuzzed input led to: `Ok` when it parsed, `Err(message)` when it was rejected.
+pub type Outcome = Result<(), String>;
+
+/// Panics unless `msg` is a usable error message: non-empty and a single paragraph (no blank line).
+pub fn check_message(what: &str, msg: &str) {
+    assert!(!msg.trim().is_empty(), "{what}: empty error message");
+    assert!(
+        !msg.contains("\n\n"),
+        "{what}: error message is more than one paragraph: {msg:?}"
+    );
+}
+
+/// `parse_object`: bytes -> `ObjectSpec::parse`, and on success `inspect::describe` with instructions.
+pub fn parse_object(data: &[u8]) -> Outcome {
+    match ObjectSpec::parse(data) {
+        Ok(spec) => {
+            let text = rawsnoop::inspect::describe("fuzz.bpf.o", &spec, true);
+            assert!(!text.is_empty(), "describe returned nothing");
+            Ok(())
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            check_message("ObjectSpec::parse", &msg);
+            Err(msg)
+        }
+    }
+}
+
+/// Where the BTF blob described by `data`'s header ends (header + the furthest of the type and string
+/// sections), so the rest of the input can be fed to `BtfExt::parse`. `None` if the header is unreadable.
+pub fn btf_end(data: &[u8]) -> Option<usize> {
+    let word = |off: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(off..off.checked_add(4)?)?.try_into().ok()?;
+        match data.get(..2)? {
+            [0x9f, 0xeb] => Some(u32::from_le_bytes(b)),
+            [0xeb, 0x9f] => Some(u32::from_be_bytes(b)),
+            _ => None,
+        }
+    };
+    let hdr = u64::from(word(4)?);
+    let types_end = u64::from(word(8)?) + u64::from(word(12)?);
+    let strings_end = u64::from(word(16)?) + u64::from(word(20)?);
+    usize::try_from(hdr + types_end.max(strings_end)).ok()
+}
+
+/// `parse_btf`: bytes -> `Btf::parse`, then `format_all`, a `to_bytes` round trip, `sanitize` for a
+/// kernel with no optional features, and `BtfExt::parse` on whatever follows the BTF blob.
+pub fn parse_btf(data: &[u8]) -> Outcome {
+    let btf = match Btf::parse(data) {
+        Ok(btf) => btf,
+        Err(e) => {
+            let msg = e.to_string();
+            check_message("Btf::parse", &msg);
+            return Err(msg);
+        }
+    };
+    let _ = btf.format_all();
+
+    // A parsed BTF re-encodes into something that parses again to the same types and strings.
+    let bytes = btf.to_bytes();
+    let again = match Btf::parse(&bytes) {
+        Ok(b) => b,
+        Err(e) => panic!("to_bytes() of a parsed BTF does not re-parse: {e}"),
+    };
+    assert_eq!(
+        again.types_len(),
+        btf.types_len(),
+        "type count differs after round trip"
+    );
+    assert_eq!(
+        again.strings(),
+        btf.strings(),
+        "strings differ after round trip"
+    );
+    assert!(
+        again.to_bytes() == bytes,
+        "re-encoding the re-parsed BTF gives other bytes"
+    );
+
+    // Sanitising for the oldest kernel keeps every id (it may append types) and yields BTF that parses.
+    let old = sanitize(&btf, &BtfFeatures::default());
+    assert!(old.types_len() >= btf.types_len(), "sanitize dropped types");
+    let _ = old.format_all();
+    if let Err(e) = Btf::parse(&old.to_bytes()) {
+        panic!("sanitized BTF does not re-parse: {e}");
+    }
+
+    let tail = btf_end(data).and_then(|end| data.get(end..)).unwrap_or(&[]);
+    if !tail.is_empty() {
+        match BtfExt::parse(tail, &btf) {
+            Ok(ext) => {
+                for sec in ext.sections() {
+                    let _ = (ext.func_info(sec), ext.line_info(sec), ext.core_relos(sec));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                check_message("BtfExt::parse", &msg);
+                return Err(msg);
+            }
+        }
+    }
+    Ok(())
+}
