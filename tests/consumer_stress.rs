@@ -71,9 +71,13 @@ fn st_w(dst: u8, off: i16, imm: i32) -> u64 {
 fn stx_dw(dst: u8, off: i16, src: u8) -> u64 {
     insn(0x7b, dst, src, off, 0)
 }
-/// `src = atomic_fetch_add((u64 *)(dst + off), src)`.
-fn atomic_fetch_add_dw(dst: u8, off: i16, src: u8) -> u64 {
-    insn(0xdb, dst, src, off, 0x01)
+/// `lock *(u64 *)(dst + off) += src` (BPF_XADD: no fetch, so Linux 5.10 takes it too).
+fn atomic_add_dw(dst: u8, off: i16, src: u8) -> u64 {
+    insn(0xdb, dst, src, off, 0)
+}
+/// `dst = *(u64 *)(src + off)`.
+fn ldx_dw(dst: u8, src: u8, off: i16) -> u64 {
+    insn(0x79, dst, src, off, 0)
 }
 fn jeq_imm(dst: u8, imm: i32, off: i16) -> u64 {
     insn(0x15, dst, 0, off, imm)
@@ -114,7 +118,10 @@ impl Asm {
         self.0.extend_from_slice(i);
         self
     }
-    /// Prologue: `r9 = ctx`; `r7 = &counter[0]` (exit if NULL); `r6 = fetch_add(slot0, 1)`.
+    /// Prologue: `r9 = ctx`; `r7 = &counter[0]` (exit if NULL); `r6 = slot0++`. A plain
+    /// load/store is enough: BPF_PROG_TEST_RUN runs the program `repeat` times one after the
+    /// other on one CPU, and each test has its own counter map (atomic fetch-add would need
+    /// Linux 5.12).
     fn seq_prologue(&mut self, counter: BorrowedFd<'_>) -> &mut Asm {
         self.push(mov64_reg(R9, R1))
             .push(st_w(R10, -4, 0))
@@ -124,14 +131,16 @@ impl Asm {
             .push(call(HELPER_MAP_LOOKUP))
             .push(jeq_imm(R0, 0, i16::MIN))
             .push(mov64_reg(R7, R0))
-            .push(mov64_imm(R6, 1))
-            .push(atomic_fetch_add_dw(R7, 0, R6))
+            .push(ldx_dw(R6, R7, 0))
+            .push(mov64_reg(R1, R6))
+            .push(add64_imm(R1, 1))
+            .push(stx_dw(R7, 0, R1))
     }
     /// `if r0 != 0 { counter[1] += 1 }` after an output helper, then fall to exit.
     fn count_failure(&mut self) -> &mut Asm {
         self.push(jeq_imm(R0, 0, i16::MIN))
             .push(mov64_imm(R1, 1))
-            .push(atomic_fetch_add_dw(R7, 8, R1))
+            .push(atomic_add_dw(R7, 8, R1))
     }
     fn finish(&mut self) -> Vec<u64> {
         let exit_at = self.0.len();
@@ -157,6 +166,9 @@ fn require_bpf() -> bool {
 
 /// Creates the counter map, or reports why BPF is unavailable (skip / fail per the rules).
 fn counter_map_or_skip(test: &str) -> Option<OwnedFd> {
+    // Kernels before 5.11 charge maps to RLIMIT_MEMLOCK (64 KiB by default): raise it
+    // there, as the tool does. A failure shows up as EPERM below.
+    let _ = rawsnoop::sys::kernel::raise_memlock_if_needed();
     let r = bpf::map_create(&bpf::MapCreate {
         map_type: bpf::BPF_MAP_TYPE_ARRAY,
         key_size: 4,

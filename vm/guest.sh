@@ -41,7 +41,7 @@ while IFS=$'\t' read -r name exe; do
     start=$(date +%s.%N)
     (
         cd "$repo" &&
-            RAWSNOOP_REQUIRE_BPF=1 RUST_BACKTRACE=1 exec timeout -k 10 "$limit" \
+            RAWSNOOP_REQUIRE_BPF=1 RAWSNOOP_FOREIGN_PREBUILT=1 RUST_BACKTRACE=1 exec timeout -k 10 "$limit" \
                 "$exe" --test-threads=1 --show-output "${extra[@]}"
     ) > "$name.out" 2>&1 < /dev/null
     echo $? > "$name.rc"

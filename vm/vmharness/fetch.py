@@ -219,11 +219,14 @@ class PrivateApt:
     def update(self):
         log(f"refreshing private apt lists ({', '.join(self.suites)})")
         r = subprocess.run(["apt-get", *self.opts(), "update"], capture_output=True, text=True)
-        if r.returncode != 0 or "\nW: " in r.stdout + r.stderr or "\nE: " in "\n" + r.stderr:
-            msg = (r.stdout + r.stderr).strip().splitlines()[-6:]
-            if r.returncode != 0:
-                raise FetchError("apt-get update (private lists) failed:\n  " + "\n  ".join(msg))
-            log("apt-get update warned:\n  " + "\n  ".join(msg))
+        out = r.stdout + r.stderr
+        if r.returncode != 0 or "Failed to fetch" in out or "\nE: " in "\n" + out:
+            # apt-get update exits 0 when it could not reach a mirror: its W: lines say so.
+            msg = [ln for ln in out.splitlines() if ln.startswith(("W:", "E:"))][-6:]
+            raise FetchError("apt-get update (private lists) failed:\n  " + "\n  ".join(msg))
+        warn = [ln for ln in out.splitlines() if ln.startswith("W:")]
+        if warn:
+            log("apt-get update warned:\n  " + "\n  ".join(warn[-6:]))
         with open(self.stamp, "w") as f:
             f.write(time.ctime() + "\n")
 
@@ -404,6 +407,7 @@ def fetch_kernels(cache_dir, lines, suites, refresh=False, offline=False):
         return trees
     apt.write_sources()
     updated = False
+    unreachable = False
     if refresh or not apt.lists_fresh():
         try:
             apt.update()
@@ -411,16 +415,24 @@ def fetch_kernels(cache_dir, lines, suites, refresh=False, offline=False):
         except FetchError as e:
             if not apt.has_lists():
                 raise
+            unreachable = True
             log(f"{e}\nvm: using the lists from the last refresh")
     for k in lines:
         try:
-            trees.append(ensure_tree(cache_dir, apt, resolve(apt, k)))
+            try:
+                trees.append(ensure_tree(cache_dir, apt, resolve(apt, k)))
+            except FetchError as e:
+                if updated or unreachable:
+                    raise
+                # A stale list may name a version the mirror already dropped.
+                log(f"{e}\nvm: refreshing the lists and retrying")
+                apt.update()
+                updated = True
+                trees.append(ensure_tree(cache_dir, apt, resolve(apt, k)))
         except FetchError as e:
-            if updated:
+            cached = cached_tree(cache_dir, k) if unreachable else None
+            if cached is None:
                 raise
-            # A stale list may name a version the mirror already dropped.
-            log(f"{e}\nvm: refreshing the lists and retrying")
-            apt.update()
-            updated = True
-            trees.append(ensure_tree(cache_dir, apt, resolve(apt, k)))
+            log(f"{e}\nvm: {k.label}: the mirror is unreachable, using the cached {cached.pkg}")
+            trees.append(cached)
     return trees

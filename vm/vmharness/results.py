@@ -202,7 +202,7 @@ def table(results):
                 f"{kr.label if first else '':<10} {kr.release if first else '':<24} {t:<16} {p:>6} {f:>6} {s:>7} "
                 f"{(f'{kr.seconds:.0f}' if first else ''):>8}  {('ok' if kr.ok else 'FAIL') if first else ''}"
             )
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def details(results):

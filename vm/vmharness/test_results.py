@@ -1,0 +1,171 @@
+"""Checks of the result judging (no VM needed): python3 -m unittest discover -s vm -t vm"""
+
+import os
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from vmharness import fetch, results  # noqa: E402
+
+LIBTEST = """
+running 4 tests
+test perfbuf_cli_sees_own_execs ... ok
+test ringbuf_reserve_cli_sees_own_execs ... ok
+test perfbuf_attach_uses_bpf_link_where_the_kernel_has_one ... ok
+test loader_parses ... FAILED
+
+successes:
+
+---- perfbuf_cli_sees_own_execs stdout ----
+some chatter
+
+---- ringbuf_reserve_cli_sees_own_execs stdout ----
+SKIPPED: ringbuf_reserve_cli_sees_own_execs: ringbuf needs Linux >= 5.8
+
+---- perfbuf_attach_uses_bpf_link_where_the_kernel_has_one stdout ----
+SKIPPED: perfbuf_attach_uses_bpf_link_where_the_kernel_has_one: no perf link before 5.15
+
+
+successes:
+    perfbuf_cli_sees_own_execs
+    ringbuf_reserve_cli_sees_own_execs
+    perfbuf_attach_uses_bpf_link_where_the_kernel_has_one
+
+failures:
+
+---- loader_parses stdout ----
+thread 'loader_parses' panicked at tests/x.rs:1:1:
+boom
+
+failures:
+    loader_parses
+
+test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s
+"""
+
+
+def by_name(outcomes):
+    return {o.name: o for o in outcomes}
+
+
+class ParseTests(unittest.TestCase):
+    def test_old_kernel_accepts_gated_skips(self):
+        feats = results.supported_features((5, 4))
+        outs, probs = results.parse_binary("b", LIBTEST, 101, feats, "5.4.0")
+        o = by_name(outs)
+        self.assertEqual(o["perfbuf_cli_sees_own_execs"].result, "passed")
+        self.assertEqual(o["ringbuf_reserve_cli_sees_own_execs"].result, "skipped")
+        self.assertEqual(o["perfbuf_attach_uses_bpf_link_where_the_kernel_has_one"].result, "skipped")
+        self.assertEqual(o["loader_parses"].result, "failed")
+        self.assertEqual(probs, [])
+
+    def test_skip_on_a_kernel_with_the_feature_is_a_failure(self):
+        feats = results.supported_features((5, 10))
+        o = by_name(results.parse_binary("b", LIBTEST, 101, feats, "5.10.0")[0])
+        self.assertEqual(o["ringbuf_reserve_cli_sees_own_execs"].result, "failed")
+        self.assertIn("unexpected skip", o["ringbuf_reserve_cli_sees_own_execs"].note)
+        # 5.10 has no perf link: that skip is still fine.
+        self.assertEqual(o["perfbuf_attach_uses_bpf_link_where_the_kernel_has_one"].result, "skipped")
+
+    def test_ungated_skip_and_privilege_skip_fail(self):
+        text = (
+            "test loader_thing ... ok\ntest perfbuf_x ... ok\n\nsuccesses:\n\n"
+            "---- loader_thing stdout ----\nSKIPPED: loader_thing: no BTF\n\n"
+            "---- perfbuf_x stdout ----\nSKIPPED (needs root/CAP_BPF): perfbuf_x: EPERM\n\n"
+            "test result: ok. 2 passed; 0 failed; 0 ignored\n"
+        )
+        o = by_name(results.parse_binary("b", text, 0, results.supported_features((4, 19)), "4.19")[0])
+        self.assertEqual(o["loader_thing"].result, "failed")
+        self.assertEqual(o["perfbuf_x"].result, "failed")
+
+    def test_crash_and_timeout_are_problems(self):
+        _, probs = results.parse_binary("b", "running 2 tests\ntest a ... ", 134, set(), "6.1")
+        self.assertTrue(any("without a libtest summary" in p for p in probs))
+        _, probs = results.parse_binary("b", "", 124, set(), "6.1")
+        self.assertTrue(any("timed out" in p for p in probs))
+        _, probs = results.parse_binary("b", "", None, set(), "6.1")
+        self.assertTrue(any("did not finish" in p for p in probs))
+        _, probs = results.parse_binary("b", "test result: ok. 0 passed;\n", 1, set(), "6.1")
+        self.assertTrue(any("no failed test" in p for p in probs))
+
+    def test_transports(self):
+        self.assertEqual(results.transport_of("ringbuf_reserve_burst"), "ringbuf_reserve")
+        self.assertEqual(results.transport_of("x_ringbuf_output_y"), "ringbuf_output")
+        self.assertEqual(results.transport_of("perfbuf_overflow"), "perfbuf")
+        self.assertEqual(results.transport_of("ringbuf_rejects_bad_setup"), "other")
+
+
+class JudgeTests(unittest.TestCase):
+    def write(self, d, name, text):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+    def test_folder(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.write(d, "uname", "5.10.0-46-amd64\n")
+            self.write(d, "mounts-tests", "proc /proc proc rw 0 0\n")
+            self.write(d, "t.out", LIBTEST)
+            self.write(d, "t.rc", "101\n")
+            self.write(d, "dmesg", "[1] early WARNING: CPU: 0 boot noise\n[2] rawsnoop-vm: tests start\n"
+                                   "[3] BUG: unable to handle page fault\n")
+            self.write(d, "done", "ok\n")
+            kr = results.judge(results.KernelResult("5.10"), d, [("t", "/x")], ["ringbuf", "perf_link"])
+            self.assertFalse(kr.ok)
+            self.assertTrue(any("predates" in p and "perf_link" in p for p in kr.problems))
+            self.assertTrue(any("page fault" in p for p in kr.problems))
+            self.assertFalse(any("boot noise" in p for p in kr.problems))
+            rows = kr.counts()
+            # kernels.txt claims perf_link, so even its skip on 5.10 is a failure.
+            self.assertEqual(rows["perfbuf"], [1, 1, 0])
+            self.assertEqual(rows["ringbuf_reserve"], [0, 1, 0])
+
+    def test_no_boot(self):
+        with tempfile.TemporaryDirectory() as d:
+            kr = results.judge(results.KernelResult("x"), d, [("t", "/x")], [])
+            self.assertFalse(kr.ok)
+
+    def test_tracefs_left_mounted(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.write(d, "uname", "6.1.0\n")
+            self.write(d, "mounts-tests", "tracefs /sys/kernel/tracing tracefs rw 0 0\n")
+            self.write(d, "done", "ok\n")
+            kr = results.judge(results.KernelResult("x"), d, [], [])
+            self.assertTrue(any("tracefs" in p for p in kr.problems))
+
+
+class KernelListTests(unittest.TestCase):
+    def test_repo_list_parses_and_patterns_select(self):
+        lines = fetch.read_kernel_list(os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernels.txt"))
+        self.assertGreaterEqual(len(lines), 6)
+        import re
+
+        pat = {k.label: re.compile(k.pattern) for k in lines}
+        self.assertTrue(pat["5.10"].fullmatch("linux-image-5.10.0-46-amd64"))
+        self.assertFalse(pat["5.10"].fullmatch("linux-image-5.10.0-46-cloud-amd64"))
+        self.assertFalse(pat["5.10"].fullmatch("linux-image-5.10.0-46-amd64-dbg"))
+        self.assertTrue(pat["7.3"].fullmatch("linux-image-7.3-amd64"))
+        self.assertFalse(pat["7.3"].fullmatch("linux-image-7.3-rt-amd64"))
+
+    def test_mirror_parsing(self):
+        deb822 = (
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\n\n"
+            "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        )
+        self.assertEqual(
+            fetch._parse_deb822_sources(deb822),
+            [("http://mirror.example/debian", ["bookworm"]),
+             ("http://mirror.example/debian-security", ["bookworm-security"])],
+        )
+        one = "deb [arch=amd64] http://m.example/debian bookworm main\n# deb http://x/debian sid main\n"
+        self.assertEqual(fetch._parse_one_line_sources(one), [("http://m.example/debian", ["bookworm"])])
+
+    def test_literal_prefix(self):
+        self.assertEqual(fetch.literal_prefix(r"linux-image-5\.10\.0-\d+-amd64"), "linux-image-5.10.0-")
+        self.assertEqual(fetch.literal_prefix(r"linux-image-7\.3(\.\d+)?-amd64"), "linux-image-7.3")
+
+
+if __name__ == "__main__":
+    unittest.main()
