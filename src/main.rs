@@ -339,7 +339,6 @@ fn render(e: &anyhow::Error) -> String {
     out
 }
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match &cli.command {
