@@ -80,18 +80,9 @@ impl PerfRingView {
     /// one being read; see the ring buffer's walk for why). Never faults, reads nothing.
     #[inline(always)]
     fn prefetch(&self, pos: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let off = pos & (self.size - 1);
-            // SAFETY: off < size, inside the mapped data area; a prefetch has no
-            // architectural effect (no fault, no register load).
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(self.data.add(off as usize).cast::<i8>());
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = pos;
+        let off = (pos & (self.size - 1)) as usize;
+        // `off < size`: inside the mapped data area (not that a prefetch could fault).
+        crate::sys::mmap::prefetch(self.data.wrapping_add(off));
     }
 
     /// Copies `out.len()` bytes starting at position `pos`, wrapping at the end of the ring.

@@ -115,19 +115,9 @@ impl RingView {
     /// prefetching breaks the chain. Only a hint: it never faults and reads nothing.
     #[inline(always)]
     fn prefetch(&self, pos: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let off = pos & (self.size - 1);
-            // SAFETY: off < size, so the address is inside the mapped data area; a prefetch
-            // has no architectural effect (it cannot fault and loads nothing into registers),
-            // so a concurrent kernel write to that line is harmless.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(self.data.add(off as usize).cast::<i8>());
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = pos;
+        let off = (pos & (self.size - 1)) as usize;
+        // `off < size`: inside the mapped data area (not that a prefetch could fault).
+        crate::sys::mmap::prefetch(self.data.wrapping_add(off));
     }
 
     /// True if the record at the consumer position is committed (not BUSY): calling
