@@ -160,6 +160,11 @@ impl BenchResult {
 pub enum BenchError {
     #[error("bench: invalid options: {0}")]
     Options(String),
+    #[error(
+        "bench: the producers in bpf/bench.bpf.c need Linux >= 6.9 (their loops use may_goto); \
+         this kernel is {0}. The tracer itself runs on older kernels"
+    )]
+    OldKernel(String),
     #[error("bench: parsing the embedded bench object: {0}")]
     Parse(String),
     #[error("bench: loading the bench object: {0}")]
@@ -206,6 +211,11 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
         return Err(BenchError::Options(
             "duration and batch must be non-zero".into(),
         ));
+    }
+    if let Some(v) =
+        crate::sys::kernel::version().filter(|v| *v < crate::sys::kernel::KernelVersion(6, 9, 0))
+    {
+        return Err(BenchError::OldKernel(v.to_string()));
     }
     let spec =
         ObjectSpec::parse(crate::objects::BENCH).map_err(|e| BenchError::Parse(e.to_string()))?;
