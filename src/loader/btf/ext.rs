@@ -6,7 +6,7 @@
 //! `{sec_name_off: u32, num_info: u32, num_info records of rec_size bytes}`. Records may be longer than
 //! the fields we know (newer producers); the extra bytes are skipped.
 
-use super::parse::{endianness, Reader};
+use super::parse::Reader;
 use super::{Btf, BtfError, BtfKind};
 
 /// A func_info record: `insn_off` is in BYTES, as in the file.
@@ -186,34 +186,8 @@ impl BtfExt {
                 ),
             ));
         }
-        let big_endian = endianness(data).ok_or(BtfError::BadMagic {
-            what: ".BTF.ext",
-            magic: u16::from_le_bytes([data[0], data[1]]),
-        })?;
-        let r = Reader { data, big_endian };
-        if data[2] != 1 {
-            return Err(BtfError::BadVersion {
-                what: ".BTF.ext",
-                version: data[2],
-            });
-        }
+        let (r, hdr) = super::parse::preamble(data, ".BTF.ext", EXT_HEADER_MIN)?;
         let field = |off: usize| r.u32_at(off).unwrap_or(0);
-        let hdr_len = field(4);
-        let bad = |reason| BtfError::BadHeaderLen {
-            what: ".BTF.ext",
-            hdr_len,
-            reason,
-        };
-        if (hdr_len as usize) < EXT_HEADER_MIN {
-            return Err(bad("smaller than the 24-byte header"));
-        }
-        if hdr_len % 4 != 0 {
-            return Err(bad("not a multiple of 4"));
-        }
-        if hdr_len as usize > data.len() {
-            return Err(bad("past the end of the data"));
-        }
-        let hdr = hdr_len as usize;
         let total = data.len();
         let func_range = area_range("func_info", hdr, field(8), field(12), total)?;
         let line_range = area_range("line_info", hdr, field(16), field(20), total)?;

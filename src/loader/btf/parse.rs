@@ -71,6 +71,42 @@ fn section(
     Ok(start..end)
 }
 
+/// The preamble `.BTF` and `.BTF.ext` share: magic (either byte order), version 1, and a
+/// `hdr_len` that covers at least `min_hdr` bytes, is 4-byte aligned and fits in `data`.
+/// Returns a reader in the blob's byte order and `hdr_len`. `data` must hold `min_hdr`
+/// bytes (callers check, with their own error).
+pub(super) fn preamble<'a>(
+    data: &'a [u8],
+    what: &'static str,
+    min_hdr: usize,
+) -> Result<(Reader<'a>, usize), BtfError> {
+    let big_endian = endianness(data).ok_or_else(|| BtfError::BadMagic {
+        what,
+        magic: u16::from_le_bytes([data[0], data[1]]),
+    })?;
+    let r = Reader { data, big_endian };
+    let version = data[2];
+    if version != 1 {
+        return Err(BtfError::BadVersion { what, version });
+    }
+    let hdr_len = r.u32_at(4).unwrap_or(0);
+    let bad = |reason| BtfError::BadHeaderLen {
+        what,
+        hdr_len,
+        reason,
+    };
+    if (hdr_len as usize) < min_hdr {
+        return Err(bad("smaller than the 24-byte fixed header"));
+    }
+    if !hdr_len.is_multiple_of(4) {
+        return Err(bad("not a multiple of 4"));
+    }
+    if hdr_len as usize > data.len() {
+        return Err(bad("past the end of the data"));
+    }
+    Ok((r, hdr_len as usize))
+}
+
 pub(super) fn parse_header(data: &[u8]) -> Result<Header, BtfError> {
     if data.len() < BTF_HEADER_LEN {
         return Err(BtfError::TooShort {
@@ -78,35 +114,8 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, BtfError> {
             need: BTF_HEADER_LEN,
         });
     }
-    let big_endian = endianness(data).ok_or_else(|| BtfError::BadMagic {
-        what: "BTF",
-        magic: u16::from_le_bytes([data[0], data[1]]),
-    })?;
-    let r = Reader { data, big_endian };
-    let version = data[2];
-    if version != 1 {
-        return Err(BtfError::BadVersion {
-            what: "BTF",
-            version,
-        });
-    }
+    let (r, hdr) = preamble(data, "BTF", BTF_HEADER_LEN)?;
     let field = |off| r.u32_at(off).unwrap_or(0); // all within the 24 bytes checked above
-    let hdr_len = field(4);
-    let bad = |reason| BtfError::BadHeaderLen {
-        what: "BTF",
-        hdr_len,
-        reason,
-    };
-    if (hdr_len as usize) < BTF_HEADER_LEN {
-        return Err(bad("smaller than the 24-byte struct btf_header"));
-    }
-    if hdr_len % 4 != 0 {
-        return Err(bad("not a multiple of 4"));
-    }
-    if hdr_len as usize > data.len() {
-        return Err(bad("past the end of the data"));
-    }
-    let hdr = hdr_len as usize;
     let (type_off, type_len, str_off, str_len) = (field(8), field(12), field(16), field(20));
     let types = section("BTF type", hdr, type_off, type_len, data.len())?;
     let strings = section("BTF string", hdr, str_off, str_len, data.len())?;
@@ -127,7 +136,7 @@ pub(super) fn parse_header(data: &[u8]) -> Result<Header, BtfError> {
         return Err(layout("type and string sections overlap"));
     }
     Ok(Header {
-        big_endian,
+        big_endian: r.big_endian,
         types,
         strings,
     })
