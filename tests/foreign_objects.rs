@@ -33,7 +33,13 @@ fn object(stem: &str, dir: &Path) -> PathBuf {
     // host's own run already checked the fresh build.
     let prebuilt_only = std::env::var("RAWSNOOP_FOREIGN_PREBUILT").is_ok_and(|v| v == "1");
     let headers = Path::new("/usr/include/bpf/bpf_helpers.h").exists();
-    let Some(clang) = clang().filter(|_| headers && !prebuilt_only) else {
+    // Only look for clang when it would be used: even `clang --version` is slow under TCG.
+    let clang = if headers && !prebuilt_only {
+        clang()
+    } else {
+        None
+    };
+    let Some(clang) = clang else {
         eprintln!("note: using committed {}", committed.display());
         return committed;
     };

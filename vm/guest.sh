@@ -31,6 +31,22 @@ for m in /sys/kernel/debug/tracing /sys/kernel/tracing /sys/kernel/debug /sys/fs
 done
 cat /proc/mounts > mounts-tests
 
+# The host's files reach the guest over 9p without a page cache, so every exec of a test
+# binary or of rawsnoop (the CLI tests start it ~15 times) reads tens of MB again. Serve
+# them from guest memory: a copy on a tmpfs, bind-mounted over the original path so the
+# paths compiled into the tests still work. Best effort: on failure the originals are used.
+exe_dir=$(mktemp -d /dev/shm/rawsnoop-exe.XXXXXX 2>/dev/null || mktemp -d)
+i=0
+while IFS=$'\t' read -r name exe; do
+    [ -n "$name" ] || continue
+    for f in "$exe" "$(dirname "$(dirname "$exe")")/rawsnoop"; do
+        [ -f "$f" ] || continue
+        grep -q " $f " /proc/mounts && continue
+        cp "$f" "$exe_dir/$i" 2>/dev/null && mount --bind "$exe_dir/$i" "$f" 2>/dev/null
+        i=$((i + 1))
+    done
+done < tests
+
 repo=$(cat repo)
 limit=$(cat timeout)
 mapfile -t extra < args
