@@ -44,6 +44,14 @@ pub enum LoadError {
         source: io::Error,
         hint: String,
     },
+    #[error("the kernel refused program '{program}' ({prog_type}, section `{section}`): {why}")]
+    Refused {
+        program: String,
+        prog_type: &'static str,
+        section: String,
+        why: String,
+        source: io::Error,
+    },
     #[error("no program named '{0}' in the object")]
     NoProgram(String),
 }

@@ -57,14 +57,32 @@ impl Program {
     }
 }
 
-/// Changes to an object's maps before creation: the CLI and the bench size rings, and set
-/// `.rodata` configuration (`const volatile` globals) here.
+/// Changes to an object before loading: the CLI and the bench size rings, set `.rodata`
+/// configuration (`const volatile` globals), and choose which programs to load here.
 #[derive(Debug, Default, Clone)]
 pub struct LoadOptions {
     /// map name -> max_entries to use instead of the object's.
     pub max_entries: HashMap<String, u32>,
     /// (global-data section, byte offset, bytes) written into the initial value before creation.
     pub data_patches: Vec<(String, usize, Vec<u8>)>,
+    /// The programs to load, by name; `None` loads every program of the object. A program the
+    /// caller never attaches (an extra `fentry/` the kernel would refuse, say) is best left
+    /// out: one unusable program then cannot fail the whole object.
+    pub programs: Option<Vec<String>>,
+}
+
+impl LoadOptions {
+    /// Load only the program `name` (see [`LoadOptions::programs`]).
+    pub fn only_program(mut self, name: &str) -> Self {
+        self.programs = Some(vec![name.to_string()]);
+        self
+    }
+
+    fn wants(&self, program: &str) -> bool {
+        self.programs
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| p == program))
+    }
 }
 
 /// An object whose maps and programs are loaded. Dropping it closes every fd, which frees
@@ -84,6 +102,14 @@ impl Object {
     }
 
     pub fn load_with(spec: &ObjectSpec, opts: &LoadOptions) -> Result<Object, LoadError> {
+        if let Some(missing) = opts
+            .programs
+            .iter()
+            .flatten()
+            .find(|name| spec.program(name).is_none())
+        {
+            return Err(LoadError::NoProgram(missing.clone()));
+        }
         let mut warnings = spec.warnings.clone();
         if let Err(e) = sys::kernel::raise_memlock_if_needed() {
             warnings.push(format!(
@@ -102,7 +128,7 @@ impl Object {
             )?);
         }
         let mut programs = Vec::with_capacity(spec.programs.len());
-        for p in &spec.programs {
+        for p in spec.programs.iter().filter(|p| opts.wants(&p.name)) {
             programs.push(programs::load_program(
                 spec,
                 p,

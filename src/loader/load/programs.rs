@@ -2,6 +2,7 @@
 //! that rewrites a program's instructions at load time), `.BTF.ext` records, PROG_LOAD with the
 //! verifier log, and what a refusal means.
 
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::error::{is_eperm, LoadError};
@@ -123,6 +124,15 @@ pub(crate) fn load_program(
         }
     }
     let (source, log) = first;
+    if let Some(why) = refusal_reason(prog, &source, &log) {
+        return Err(LoadError::Refused {
+            program: prog.name.clone(),
+            prog_type: bpf::prog_type_name(prog.prog_type),
+            section: prog.section.clone(),
+            why,
+            source,
+        });
+    }
     if is_eperm(&source) && log.trim().is_empty() {
         return Err(LoadError::Permission {
             what: format!("loading program '{}'", prog.name),
@@ -147,4 +157,55 @@ pub(crate) fn load_program(
         log_tail: log_excerpt(&log, 16, 24),
         log,
     })
+}
+
+/// Program types the kernel loads only with an `attach_btf_id` (the BTF id of the kernel
+/// function or hook they attach to), which this loader does not resolve.
+fn needs_attach_btf_id(prog_type: u32) -> bool {
+    matches!(
+        prog_type,
+        bpf::BPF_PROG_TYPE_TRACING
+            | bpf::BPF_PROG_TYPE_LSM
+            | bpf::BPF_PROG_TYPE_EXT
+            | bpf::BPF_PROG_TYPE_STRUCT_OPS
+    )
+}
+
+/// What the kernel refused when it is not the verifier rejecting the code and not a missing
+/// privilege: a program type we cannot give what it needs, or EPERM/EACCES although this
+/// process holds the capabilities. `None`: the caller reports the errno or the verifier log.
+fn refusal_reason(prog: &ProgramSpec, errno: &io::Error, log: &str) -> Option<String> {
+    if needs_attach_btf_id(prog.prog_type) {
+        return Some(
+            "this program type needs attach_btf_id (the BTF id of the kernel function or hook \
+             it attaches to), which rawsnoop does not resolve; rawsnoop loads and attaches only \
+             tracepoint programs (SEC(\"tp/<category>/<name>\")): load only the programs you use \
+             (LoadOptions::programs) or drop this one from the object"
+                .to_string(),
+        );
+    }
+    // The verifier rejects code with EACCES and a log: that is the verifier's report, not this.
+    let refused = errno.raw_os_error() == Some(libc::EPERM)
+        || (is_eperm(errno) && !log.lines().any(|l| !l.trim().is_empty()));
+    if refused && sys::kernel::has_bpf_privilege() {
+        let last = log.lines().rev().find(|l| !l.trim().is_empty());
+        return Some(format!(
+            "the kernel said {} although this process has the capabilities to load BPF \
+             (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN), so this is not about privilege: \
+             the kernel does not allow this program type here (kernel lockdown, a security \
+             module, or a program type this kernel restricts){}{}",
+            if errno.raw_os_error() == Some(libc::EACCES) {
+                "EACCES"
+            } else {
+                "EPERM"
+            },
+            if last.is_some() {
+                "; its log ends: "
+            } else {
+                ""
+            },
+            last.map(crate::escape::escape_str).unwrap_or_default()
+        ));
+    }
+    None
 }
