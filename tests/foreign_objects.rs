@@ -236,3 +236,24 @@ fn ringbuf_attach_refused_for_ctx_past_the_record_says_why() {
     );
     assert!(err.contains("sched_process_exec/format"), "{err}");
 }
+
+#[test]
+fn ringbuf_missing_tracepoint_is_reported_before_anything_loads() {
+    let test = "ringbuf_missing_tracepoint_is_reported_before_anything_loads";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    // The program would also fail the verifier: resolving the tracepoint first means the
+    // user hears about the tracepoint, and the kernel never saw a map or a program.
+    let obj = object("missing-tracepoint", &dir.0);
+    let err = expect_clean_failure(
+        &["--ringbuf-reserve", "--object", obj.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        err.contains("rawsnoop_no_such_category/no_such_event does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("verifier"), "{err}");
+}
