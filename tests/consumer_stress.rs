@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rawsnoop::perfbuf::{PerfBuf, PerfBufOptions, PerfRecord, Wakeup};
-use rawsnoop::ringbuf::{RingBuf, RingBufError};
+use rawsnoop::consumer::{ConsumerError, PerfBuf, PerfOpts, PerfRecord, RingBuf, Wakeup};
 use rawsnoop::sys::bpf;
 use rawsnoop::sys::cpus;
 
@@ -447,15 +446,15 @@ fn ringbuf_rejects_bad_setup() {
     let rb_map = ringbuf_map(8192);
     assert!(matches!(
         RingBuf::new(rb_map.as_fd(), 4096),
-        Err(RingBufError::WrongMap { .. })
+        Err(ConsumerError::WrongRingMap { .. })
     ));
     assert!(matches!(
         RingBuf::new(rb_map.as_fd(), 12288),
-        Err(RingBufError::BadSize { .. })
+        Err(ConsumerError::RingSize { .. })
     ));
     assert!(matches!(
         RingBuf::new(counter.as_fd(), 8192),
-        Err(RingBufError::WrongMap { .. })
+        Err(ConsumerError::WrongRingMap { .. })
     ));
     // A second consumer of a reused ring starts where the first stopped.
     let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
@@ -526,8 +525,8 @@ fn perfbuf_bursts_all_arrive() {
     };
     let pb_map = perf_map();
     let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfBufOptions {
-        pages_per_cpu: 16,
+    let opts = PerfOpts {
+        pages: 16,
         wakeup: Wakeup::Events(1),
     };
     let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
@@ -590,8 +589,8 @@ fn perfbuf_overflow_reports_lost_count() {
     };
     let pb_map = perf_map();
     let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfBufOptions {
-        pages_per_cpu: 1,
+    let opts = PerfOpts {
+        pages: 1,
         wakeup: Wakeup::Events(1),
     };
     let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
@@ -628,8 +627,8 @@ fn perfbuf_watermark_records_arrive_on_timeout() {
     };
     let pb_map = perf_map();
     let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfBufOptions {
-        pages_per_cpu: 8,
+    let opts = PerfOpts {
+        pages: 8,
         wakeup: Wakeup::Watermark(16 * 1024),
     };
     let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
