@@ -616,3 +616,6 @@ mod tests {
         assert_eq!(collect(&ring.view()).1.unwrap().delivered, 0);
     }
 }
+
+#[cfg(test)]
+mod predict_tests;
