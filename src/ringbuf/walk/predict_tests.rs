@@ -52,7 +52,7 @@ fn run_case(seed: u64, size: u64) {
     let mut run = sizes[(rng.next() % sizes.len() as u64) as usize];
     let mut n = 0u32;
     while ring.prod() - start + 128 + 16 < size {
-        if rng.next() % 6 == 0 {
+        if rng.next().is_multiple_of(6) {
             run = sizes[(rng.next() % sizes.len() as u64) as usize];
         }
         let mut payload = vec![n as u8; run];
