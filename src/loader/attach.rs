@@ -11,7 +11,7 @@ use crate::sys::{bpf, perf, tracefs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("program '{0}' has no attach point we know (section '{1}'); only tracepoints (tp/..., tracepoint/...) attach")]
+    #[error("program '{0}' has no attach point we know (section '{1}'); only tracepoints (tp/..., tracepoint/...), tp_btf/... and raw_tp/... attach")]
     Unsupported(String, String),
     #[error("cannot find tracefs: {0}")]
     Tracefs(io::Error),
@@ -41,6 +41,8 @@ pub enum AttachError {
 /// How a program is attached; both forms detach when dropped.
 #[derive(Debug)]
 pub enum Link {
+    /// A raw tracepoint / tp_btf link (BPF_RAW_TRACEPOINT_OPEN or BPF_LINK_CREATE).
+    RawTp { link: OwnedFd },
     /// A BPF link (kernel >= 5.15): closing the link fd detaches.
     Bpf { link: OwnedFd, _perf: OwnedFd },
     /// Legacy: the program is set on the perf event; disabling and closing it detaches.
@@ -53,6 +55,7 @@ impl Link {
         match self {
             Link::Bpf { .. } => "bpf_link",
             Link::PerfEvent { .. } => "perf_event_ioctl",
+            Link::RawTp { .. } => "raw_tracepoint",
         }
     }
 }
@@ -78,6 +81,8 @@ pub fn tracefs_root() -> Result<PathBuf, AttachError> {
 pub fn attach(prog: &Program) -> Result<Link, AttachError> {
     match &prog.attach {
         AttachPoint::Tracepoint { category, name } => attach_tracepoint(prog, category, name),
+        AttachPoint::TpBtf { name } => attach_tp_btf(prog, name),
+        AttachPoint::RawTracepoint { name } => attach_raw_tracepoint(prog, name),
         AttachPoint::None => Err(AttachError::Unsupported(
             prog.name.clone(),
             prog.section.clone(),
@@ -137,4 +142,40 @@ pub fn attach_tracepoint(prog: &Program, category: &str, name: &str) -> Result<L
     perf::ioc_set_bpf(pfd.as_fd(), prog.fd()).map_err(fail)?;
     perf::ioc_enable(pfd.as_fd()).map_err(fail)?;
     Ok(Link::PerfEvent { perf: pfd })
+}
+
+fn attach_err(prog: &Program, target: String, source: io::Error) -> AttachError {
+    match source.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AttachError::Permission(target),
+        _ => AttachError::Attach {
+            program: prog.name.clone(),
+            target,
+            source,
+        },
+    }
+}
+
+/// Attaches a `tp_btf/<name>` program (loaded with attach_btf_id = `btf_trace_<name>`): a
+/// BPF_LINK_CREATE tracing link where the kernel has one for raw tracepoints (>= 6.10), else
+/// BPF_RAW_TRACEPOINT_OPEN without a name. Probed by trying, not by version.
+pub fn attach_tp_btf(prog: &Program, name: &str) -> Result<Link, AttachError> {
+    match bpf::link_create_tracing(prog.fd(), crate::sys::uapi::BPF_TRACE_RAW_TP) {
+        Ok(link) => return Ok(Link::RawTp { link }),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::E2BIG) | Some(libc::EOPNOTSUPP)
+            ) => {}
+        Err(e) => return Err(attach_err(prog, format!("tp_btf/{name}"), e)),
+    }
+    bpf::raw_tracepoint_open(None, prog.fd())
+        .map(|link| Link::RawTp { link })
+        .map_err(|e| attach_err(prog, format!("tp_btf/{name}"), e))
+}
+
+/// Attaches a `raw_tp/<name>` program with BPF_RAW_TRACEPOINT_OPEN (every kernel we support).
+pub fn attach_raw_tracepoint(prog: &Program, name: &str) -> Result<Link, AttachError> {
+    bpf::raw_tracepoint_open(Some(name), prog.fd())
+        .map(|link| Link::RawTp { link })
+        .map_err(|e| attach_err(prog, format!("raw_tp/{name}"), e))
 }

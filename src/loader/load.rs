@@ -62,6 +62,18 @@ pub enum LoadError {
     },
     #[error("no program named '{0}' in the object")]
     NoProgram(String),
+    #[error(transparent)]
+    Core(#[from] crate::loader::core::CoreError),
+    #[error(
+        "program '{program}' cannot run on this kernel: {reason}. The instruction was poisoned \
+         (as libbpf does) and the verifier rejected it; guard the access with \
+         bpf_core_field_exists() or build against this kernel's types (`rawsnoop inspect --core` shows every relocation)"
+    )]
+    CoreUnresolved {
+        program: String,
+        reason: String,
+        log: String,
+    },
 }
 
 fn is_eperm(e: &io::Error) -> bool {
@@ -107,6 +119,8 @@ pub struct LoadOptions {
     pub max_entries: HashMap<String, u32>,
     /// (global-data section, byte offset, bytes) written into the initial value before creation.
     pub data_patches: Vec<(String, usize, Vec<u8>)>,
+    /// BTF that CO-RE relocations resolve against (`--btf`); the running kernel's by default.
+    pub btf: crate::loader::core::BtfSource,
 }
 
 /// An object whose maps and programs are loaded. Dropping it closes every fd, which frees
@@ -144,14 +158,22 @@ impl Object {
             )?);
         }
         let mut programs = Vec::with_capacity(spec.programs.len());
+        let target = crate::loader::core::hook::target_for(spec, &opts.btf)?;
+        let kernel = crate::loader::core::hook::kernel_btf_for_attach(spec)?;
         for p in &spec.programs {
-            programs.push(load_program(
-                spec,
-                p,
-                &maps,
-                btf_fd.as_ref().map(|f| f.as_fd()),
-                &mut warnings,
-            )?);
+            // CO-RE and the attach BTF id: a patched copy of `p` (the spec is untouched).
+            let (p, core) =
+                crate::loader::core::hook::apply(spec, p, target.as_deref(), kernel.as_deref())?;
+            programs.push(
+                load_program(
+                    spec,
+                    &p,
+                    &maps,
+                    btf_fd.as_ref().map(|f| f.as_fd()),
+                    &mut warnings,
+                )
+                .map_err(|e| core_rejection(e, &core))?,
+            );
         }
         Ok(Object {
             maps,
@@ -172,6 +194,23 @@ impl Object {
     }
     pub fn program(&self, name: &str) -> Option<&Program> {
         self.programs.iter().find(|p| p.name == name)
+    }
+}
+
+/// A verifier rejection caused by a poisoned CO-RE instruction, told as the relocation in words.
+fn core_rejection(e: LoadError, core: &[crate::loader::core::Outcome]) -> LoadError {
+    match e {
+        LoadError::Verifier { program, log, .. }
+            if crate::loader::core::hook::poisoned_reason(core, &log).is_some() =>
+        {
+            let reason = crate::loader::core::hook::poisoned_reason(core, &log).unwrap_or_default();
+            LoadError::CoreUnresolved {
+                program,
+                reason,
+                log,
+            }
+        }
+        e => e,
     }
 }
 
@@ -520,6 +559,7 @@ fn load_program(
         license: &spec.license,
         kern_version,
         btf_fd,
+        attach_btf_id: prog.attach_btf_id,
         ..Default::default()
     };
     if btf_fd.is_some() && !func.is_empty() {

@@ -5,6 +5,7 @@
 //! - [`load`]: specs -> kernel objects through `crate::sys` (the only part that talks to the kernel).
 
 pub mod btf;
+pub mod core;
 pub mod elf;
 pub mod maps;
 pub mod reloc;

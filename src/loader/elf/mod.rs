@@ -316,8 +316,18 @@ pub fn classify_section(name: &str) -> Option<ProgKind> {
         }
     }
     for &(prefix, t, a) in PREFIXED {
-        if name.starts_with(prefix) {
-            return Some(simple(t, a));
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let mut kind = simple(t, a);
+            if !rest.is_empty() && !rest.contains('/') {
+                match prefix {
+                    "tp_btf/" => kind.attach = AttachPoint::TpBtf { name: rest.into() },
+                    "raw_tp/" | "raw_tracepoint/" => {
+                        kind.attach = AttachPoint::RawTracepoint { name: rest.into() }
+                    }
+                    _ => {}
+                }
+            }
+            return Some(kind);
         }
     }
     // Bare names, optionally followed by `/anything`.
@@ -505,6 +515,8 @@ pub(crate) fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
                 line_info_rec_size: if linked.line_info.is_empty() { 0 } else { 16 },
                 func_info: linked.func_info,
                 line_info: linked.line_info,
+                core_relos: linked.core_relos,
+                attach_btf_id: 0,
             });
         }
     }
