@@ -6,9 +6,11 @@
 //! - [`loader`]: ELF/BTF parsing into specs (no kernel), then loading specs through `sys`.
 //! - [`ringbuf`], [`perfbuf`]: consumers over the mmap'd pages, using `sys` only.
 //! - [`tracer`], [`event`], [`output`]: the exec tracer the CLI (`main.rs`) drives.
+//! - [`escape`]: the one escaping function for anything from an object or the kernel we print.
 //! - [`objects`]: the BPF objects built from `bpf/` and embedded in the binary.
 
 pub mod bench;
+pub mod escape;
 pub mod event;
 pub mod inspect;
 pub mod loader;

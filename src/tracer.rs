@@ -214,7 +214,13 @@ impl Tracer {
                 return Err(TracerError::NoRingbuf(v.to_string()));
             }
         }
-        let mut load_opts = LoadOptions::default();
+        // Resolve the tracepoint before anything is loaded (a missing or closed tracefs is
+        // reported first), and load only the program we attach.
+        let prog_spec = spec
+            .program(&prog_name)
+            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
+        let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
+        let mut load_opts = LoadOptions::default().only_program(&prog_name);
         if let Some(size) = opts.ringbuf_size {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
@@ -247,7 +253,7 @@ impl Tracer {
         let prog = object
             .program(&prog_name)
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
-        let link = attach::attach(prog)?;
+        let link = attach::attach_resolved(prog, &tracepoint)?;
         let warnings = object.warnings.clone();
         Ok(Tracer {
             link,

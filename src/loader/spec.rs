@@ -226,11 +226,6 @@ pub struct ObjectSpec {
 }
 
 impl ObjectSpec {
-    /// Parse an ELF BPF object. Never panics on hostile input.
-    pub fn parse(data: &[u8]) -> Result<ObjectSpec, ParseError> {
-        crate::loader::elf::parse_object(data)
-    }
-
     /// The program whose FUNC symbol is `name`.
     pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
         self.programs.iter().find(|p| p.name == name)

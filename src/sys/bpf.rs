@@ -360,6 +360,18 @@ pub fn link_create_tracing(prog: BorrowedFd<'_>, attach_type: u32) -> io::Result
     sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from_ret)
 }
 
+/// `BPF_LINK_CREATE` with attach type `BPF_PERF_EVENT` on a raw target fd, for the perf link
+/// probe: with `target_fd` -1 a kernel with perf links answers EBADF, one without EINVAL.
+pub fn link_create_perf_event_raw(prog: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_fd: target_fd as u32,
+        attach_type: BPF_PERF_EVENT,
+        ..Default::default()
+    };
+    sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from_ret)
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct RawTracepointOpenAttr {

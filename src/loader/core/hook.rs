@@ -1,6 +1,7 @@
 //! The load path's view of CO-RE: one call per program before PROG_LOAD ([`apply`]) and one
 //! helper to turn a verifier rejection of a poisoned instruction into words ([`poisoned_reason`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::loader::btf::BtfKind;
@@ -8,40 +9,54 @@ use crate::loader::spec::{AttachPoint, ObjectSpec, ProgramSpec};
 
 use super::{calc::POISON_HELPER, relocate_program, BtfSource, CoreError, Outcome, TargetBtf};
 
-/// Target BTF for relocations, loaded only if some program has CO-RE records.
-pub fn target_for(
-    spec: &ObjectSpec,
-    source: &BtfSource,
-) -> Result<Option<Arc<TargetBtf>>, CoreError> {
-    if spec.programs.iter().all(|p| p.core_relos.is_empty()) {
-        return Ok(None);
-    }
-    TargetBtf::load(source)
+/// What loading needs from kernel BTF, read once per load and only when needed: the target
+/// for CO-RE (some wanted program has CO-RE records) and the kernel's own BTF for attach ids
+/// (some wanted program is `tp_btf`; always the running kernel's, whatever `--btf` says).
+#[derive(Debug, Default)]
+pub struct Context {
+    target: Option<Arc<TargetBtf>>,
+    kernel: Option<Arc<TargetBtf>>,
 }
 
-/// The kernel's own BTF for attach targets (always the running kernel's, whatever `--btf` says).
-pub fn kernel_btf_for_attach(spec: &ObjectSpec) -> Result<Option<Arc<TargetBtf>>, CoreError> {
-    if spec
-        .programs
-        .iter()
-        .all(|p| !matches!(p.attach, AttachPoint::TpBtf { .. }))
-    {
-        return Ok(None);
+impl Context {
+    pub fn new(programs: &[&ProgramSpec], source: &BtfSource) -> Result<Context, CoreError> {
+        let target = if programs.iter().any(|p| !p.core_relos.is_empty()) {
+            TargetBtf::load(source)?
+        } else {
+            None
+        };
+        let kernel = if programs
+            .iter()
+            .any(|p| matches!(p.attach, AttachPoint::TpBtf { .. }))
+        {
+            TargetBtf::load(&BtfSource::Kernel)?
+        } else {
+            None
+        };
+        Ok(Context { target, kernel })
     }
-    TargetBtf::load(&BtfSource::Kernel)
+
+    /// `prog` with its CO-RE relocations applied and its attach BTF id set (a copy only when
+    /// something changes), plus what each relocation did.
+    pub fn apply<'p>(
+        &self,
+        spec: &ObjectSpec,
+        prog: &'p ProgramSpec,
+    ) -> Result<(Cow<'p, ProgramSpec>, Vec<Outcome>), CoreError> {
+        apply(spec, prog, self.target.as_deref(), self.kernel.as_deref())
+    }
 }
 
-/// `prog` with its CO-RE relocations applied and its attach BTF id set (a copy only when
-/// something changes), plus what each relocation did.
+/// See [`Context::apply`].
 pub fn apply<'p>(
     spec: &ObjectSpec,
     prog: &'p ProgramSpec,
     target: Option<&TargetBtf>,
     kernel: Option<&TargetBtf>,
-) -> Result<(std::borrow::Cow<'p, ProgramSpec>, Vec<Outcome>), CoreError> {
+) -> Result<(Cow<'p, ProgramSpec>, Vec<Outcome>), CoreError> {
     let needs_id = matches!(prog.attach, AttachPoint::TpBtf { .. }) && prog.attach_btf_id == 0;
     if prog.core_relos.is_empty() && !needs_id {
-        return Ok((std::borrow::Cow::Borrowed(prog), Vec::new()));
+        return Ok((Cow::Borrowed(prog), Vec::new()));
     }
     let mut p = prog.clone();
     let mut outcomes = Vec::new();
@@ -61,16 +76,12 @@ pub fn apply<'p>(
         )?;
     }
     if let (true, AttachPoint::TpBtf { name }) = (needs_id, &prog.attach) {
-        p.attach_btf_id = btf_trace_id(kernel, name).ok_or_else(|| CoreError::Relo {
+        p.attach_btf_id = btf_trace_id(kernel, name).ok_or_else(|| CoreError::NoAttachTarget {
             program: prog.name.clone(),
-            relo: format!("tp_btf/{name}"),
-            reason: format!(
-                "the kernel BTF has no `btf_trace_{name}` typedef: no such raw tracepoint on this kernel \
-                 (see /sys/kernel/tracing/available_events)"
-            ),
+            name: name.clone(),
         })?;
     }
-    Ok((std::borrow::Cow::Owned(p), outcomes))
+    Ok((Cow::Owned(p), outcomes))
 }
 
 /// libbpf's rule for `tp_btf/<name>`: the TYPEDEF `btf_trace_<name>` in vmlinux.

@@ -50,6 +50,12 @@ pub enum CoreError {
         reason: String,
     },
     #[error(
+        "program '{program}' (SEC(\"tp_btf/{name}\")): the kernel BTF has no `btf_trace_{name}` \
+         typedef, so this kernel has no raw tracepoint `{name}` (see \
+         /sys/kernel/tracing/available_events)"
+    )]
+    NoAttachTarget { program: String, name: String },
+    #[error(
         "program '{program}' has CO-RE relocations but no target BTF was given (`--btf none`) and \
          {relo} is not a tracepoint context type tracefs describes; pass `--btf PATH`"
     )]

@@ -1,20 +1,14 @@
-//! Relocations and linking: turns one program's code plus `.rel<section>` entries into the final
-//! instruction stream (program, then each `.text` subprogram it calls, once), records map
-//! relocations for `load.rs`, and converts `.BTF.ext` func/line info to instruction units.
+//! Linking: one program's code plus its `.rel<section>` entries -> the final instruction stream
+//! (program, then each `.text` subprogram it calls, once), map relocations recorded for load
+//! time, `.BTF.ext` func/line info converted to instruction units.
 
 use std::collections::HashMap;
 
+use super::{R_BPF_64_32, R_BPF_64_64, R_BPF_NONE};
 use crate::loader::btf::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 use crate::loader::elf::{ElfObject, RelEntry, Section, Symbol};
 use crate::loader::maps::MapLocation;
 use crate::loader::spec::*;
-
-/// `R_BPF_NONE`.
-pub const R_BPF_NONE: u32 = 0;
-/// `R_BPF_64_64`: a 64-bit immediate of an `ld_imm64` (map / data / function address).
-pub const R_BPF_64_64: u32 = 1;
-/// `R_BPF_64_32`: the 32-bit immediate of a call.
-pub const R_BPF_64_32: u32 = 10;
 
 const INSN_SIZE: u64 = 8;
 
