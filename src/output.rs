@@ -292,6 +292,7 @@ pub fn columns_line(out: &mut String, cols: &[Column], e: &EventRef<'_>, cx: &Li
                 s
             }
             Column::Filename => escape(e.filename()),
+            Column::Args if exit => "-".into(),
             Column::Args if !e.has_args() => escape(e.filename()),
             Column::Args => args_text(e, cx.max_args),
             Column::Cgroup => e.cgroup().map_or("-".into(), |c| c.to_string()),
