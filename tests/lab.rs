@@ -251,3 +251,17 @@ fn cli_runs_commands_and_rejects_bad_ones() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
 }
+
+#[test]
+fn lost_wakeup_stress_runs_on_the_real_ring() {
+    if !common::transport_allowed("lab_lost_wakeup", true) {
+        return;
+    }
+    // Only that it runs and the producer produces: how often the fence-less consumer stalls
+    // is a property of the machine, reported by `rawsnoop lab --lost-wakeup`, never asserted.
+    for fence in [false, true] {
+        let r = rawsnoop::lab::sim::lost_wakeup_run(fence, Duration::from_millis(200))
+            .unwrap_or_else(|e| panic!("fence {fence}: {e}"));
+        assert!(r.records > 0, "{r:?}");
+    }
+}

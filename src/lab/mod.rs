@@ -9,6 +9,7 @@
 //! memory, and the lost-wakeup demonstration.
 
 pub mod asm;
+mod lost;
 pub mod pages;
 pub mod session;
 pub mod sim;

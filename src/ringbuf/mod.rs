@@ -16,7 +16,7 @@ use crate::sys::bpf;
 use crate::sys::epoll::Epoll;
 use crate::sys::mmap::{page_size, Mmap, Prot};
 
-use walk::RingView;
+pub(crate) use walk::RingView;
 pub use walk::{BUSY_BIT, DISCARD_BIT, HDR_SZ};
 
 /// Errors from setting up or reading a ring buffer.
