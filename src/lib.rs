@@ -6,11 +6,13 @@
 //! - [`loader`]: ELF/BTF parsing into specs (no kernel), then loading specs through `sys`.
 //! - [`ringbuf`], [`perfbuf`]: consumers over the mmap'd pages, using `sys` only.
 //! - [`tracer`], [`event`], [`output`]: the exec tracer the CLI (`main.rs`) drives.
+//! - [`guide`]: `rawsnoop guide`, a Markdown guide filled with this kernel's values.
 //! - [`lab`]: `rawsnoop lab`, a private ring driven step by step with BPF_PROG_TEST_RUN.
 //! - [`objects`]: the BPF objects built from `bpf/` and embedded in the binary.
 
 pub mod bench;
 pub mod event;
+pub mod guide;
 pub mod inspect;
 pub mod lab;
 pub mod loader;

@@ -87,6 +87,17 @@ enum Command {
     /// `perf output N`, ...) by tiny programs run with BPF_PROG_TEST_RUN: nothing is attached.
     /// Commands come from the arguments, else from stdin, one per line.
     Lab(LabArgs),
+    /// Write a Markdown guide to the ring buffer and the perf buffer filled with this
+    /// machine's values (page size, mmap offsets, a real wrapped record as an annotated
+    /// hexdump, a wakeup timeline, the perf memory bill, what this kernel has).
+    Guide {
+        /// Where to write the guide.
+        #[arg(long, value_name = "FILE.md")]
+        out: PathBuf,
+        /// How long to wait for the one exec the guide traces, in seconds.
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        seconds: f64,
+    },
 }
 
 /// `rawsnoop lab` options.
@@ -110,6 +121,18 @@ struct LabArgs {
     /// Seconds for --lost-wakeup (per consumer).
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     seconds: f64,
+}
+
+fn guide(out: &PathBuf, seconds: f64) -> Result<()> {
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        anyhow::bail!("--seconds must be more than 0 and at most 600");
+    }
+    let text = rawsnoop::guide::generate(rawsnoop::guide::GuideOptions {
+        trace_for: Duration::from_secs_f64(seconds),
+    })?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("rawsnoop: wrote {}", out.display());
+    Ok(())
 }
 
 fn lab(args: &LabArgs) -> Result<()> {
@@ -406,6 +429,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Lab(args)) => lab(args),
+        Some(Command::Guide { out, seconds }) => guide(out, *seconds),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

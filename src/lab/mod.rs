@@ -28,7 +28,7 @@ use crate::sys::mmap::page_size;
 use crate::sys::{cpus, perf};
 
 pub use pages::{PerfRecordView, RingRecord};
-pub use text::{help, render};
+pub use text::{help, render, rule_wakes};
 
 /// Why the lab could not do something. Each says what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +308,7 @@ pub struct Lab {
     has_pending_pos: bool,
     perf: Option<PerfLab>,
     next_fill: u8,
+    last_wake: Option<Duration>,
 }
 
 impl Lab {
@@ -355,6 +356,7 @@ impl Lab {
             has_pending_pos: false,
             perf: None,
             next_fill: b'A',
+            last_wake: None,
         };
         lab.has_pending_pos = lab.probe_pending_pos()?;
         Ok(lab)
@@ -491,7 +493,9 @@ impl Lab {
 
     /// Waits up to the configured time for a wakeup of `token`.
     fn woke(&mut self, token: u64) -> Result<bool, LabError> {
-        let deadline = std::time::Instant::now() + self.opts.wait;
+        let start = std::time::Instant::now();
+        let deadline = start + self.opts.wait;
+        self.last_wake = None;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let n = self
@@ -499,12 +503,53 @@ impl Lab {
                 .wait(&mut self.tokens, Some(left))
                 .map_err(kerr("epoll_wait"))?;
             if n > 0 && self.tokens.contains(&token) {
+                self.last_wake = Some(start.elapsed());
                 return Ok(true);
             }
             if left.is_zero() {
                 return Ok(false);
             }
         }
+    }
+
+    /// How long after the program returned the last wakeup reached epoll (None: no wakeup).
+    pub fn last_wake(&self) -> Option<Duration> {
+        self.last_wake
+    }
+
+    /// `n` bytes of the data area from offset `off`, through both mappings (0 .. 2 x size).
+    pub fn data_bytes(&self, off: usize, n: usize) -> Vec<u8> {
+        self.pages.data_bytes(off, n)
+    }
+
+    /// `bpf_ringbuf_output()` of exactly these bytes (copied from the scratch map).
+    pub fn output_bytes(&mut self, bytes: &[u8]) -> Result<Outcome, LabError> {
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        self.check_size(size)?;
+        self.clear_wakeups()?;
+        let before = self.state();
+        let mut value = vec![0u8; self.scratch_len as usize];
+        value[..bytes.len()].copy_from_slice(bytes);
+        bpf::map_update_elem(
+            self.scratch.as_fd(),
+            &0u32.to_ne_bytes(),
+            &value,
+            bpf::BPF_ANY,
+        )
+        .map_err(kerr("writing the scratch map"))?;
+        let ret = self.run(ProgKey::Output(size, 0))?;
+        let record = (ret == 0).then(|| self.pages.header(before.producer_pos));
+        let woke = self.woke(TOKEN_RING)?;
+        Ok(Outcome::Ring {
+            cmd: Command::Output {
+                size,
+                flag: WakeFlag::Default,
+            },
+            ret,
+            before,
+            record,
+            woke,
+        })
     }
 
     /// Runs one command.

@@ -138,6 +138,18 @@ impl RingPages {
             .collect()
     }
 
+    /// `n` bytes of the data area from offset `off` (0 .. 2 x size: the second half is the
+    /// second mapping of the same pages).
+    pub fn data_bytes(&self, off: usize, n: usize) -> Vec<u8> {
+        let end = (off + n).min(2 * self.size as usize);
+        let base = self.prod.as_ptr();
+        (off.min(end)..end)
+            // SAFETY: page + i < page + 2 * size, inside the mapping; a byte read that may race
+            // with the kernel only shows a byte, it never decides anything.
+            .map(|i| unsafe { std::ptr::read_volatile(base.add(self.page + i)) })
+            .collect()
+    }
+
     /// Every header from consumer_pos up to producer_pos (stops at a BUSY header: the length of
     /// a BUSY record is already there, so the walk could go on, but that is not what a
     /// consumer may do; the walk shows the BUSY one and those after it are listed by `all`).
