@@ -324,7 +324,7 @@ impl Lab {
         }
         let _ = crate::sys::kernel::raise_memlock_if_needed();
         let rb = ringbuf_map(opts.size as u32)?;
-        let scratch_len = (opts.size + 8).min(MAX_RECORD);
+        let scratch_len = MAX_RECORD;
         let scratch = bpf::map_create(&bpf::MapCreate {
             map_type: bpf::BPF_MAP_TYPE_ARRAY,
             key_size: 4,

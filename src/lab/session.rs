@@ -38,7 +38,7 @@ pub fn run(
             Ok(Some(c)) => c,
             Ok(None) => return Ok(()),
             Err(e) => {
-                writeln!(err, "rawsnoop lab: {e}").map_err(w)?;
+                writeln!(err, "rawsnoop {e}").map_err(w)?;
                 failed += 1;
                 return Ok(());
             }
@@ -47,7 +47,7 @@ pub fn run(
         match lab.exec(&cmd) {
             Ok(o) => write!(out, "{}", render(lab, &o)).map_err(w)?,
             Err(e) => {
-                writeln!(err, "rawsnoop lab: {e}").map_err(w)?;
+                writeln!(err, "rawsnoop {e}").map_err(w)?;
                 failed += 1;
             }
         }
