@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+mod maps;
+
 use crate::loader::btf::Btf;
 use crate::loader::spec::{AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec, RelocKind};
 pub use crate::sys::uapi::{map_type_name, prog_type_name};
@@ -259,6 +261,12 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             if m.freeze { ", frozen after load" } else { "" }
         );
     }
+    maps::teach(
+        &mut out,
+        spec,
+        crate::sys::mmap::page_size() as u64,
+        crate::sys::cpus::possible_cpus().map_or(1, |c| c.len() as u64),
+    );
     let _ = writeln!(out, "\nprograms ({}):", spec.programs.len());
     for p in &spec.programs {
         if with_insns {

@@ -138,6 +138,89 @@ enum Command {
     /// Measure what each transport costs on this machine: a BPF producer on the getpgid
     /// tracepoint emits batches of records while our consumer drains them.
     Bench(BenchArgs),
+    /// A private BPF ring buffer (and a one-page perf buffer) in the real kernel, driven one
+    /// command at a time (`output 20`, `reserve 8 --discard`, `consume`, `fill 20`, `show`,
+    /// `perf output N`, ...) by tiny programs run with BPF_PROG_TEST_RUN: nothing is attached.
+    /// Commands come from the arguments, else from stdin, one per line.
+    Lab(LabArgs),
+    /// Write a Markdown guide to the ring buffer and the perf buffer filled with this
+    /// machine's values (page size, mmap offsets, a real wrapped record as an annotated
+    /// hexdump, a wakeup timeline, the perf memory bill, what this kernel has).
+    Guide {
+        /// Where to write the guide.
+        #[arg(long, value_name = "FILE.md")]
+        out: PathBuf,
+        /// How long to wait for the one exec the guide traces, in seconds.
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        seconds: f64,
+    },
+}
+
+/// `rawsnoop lab` options.
+#[derive(clap::Args, Debug)]
+struct LabArgs {
+    /// Commands, one per argument (e.g. `rawsnoop lab 'fill 20' consume`).
+    commands: Vec<String>,
+    /// Ring buffer data size (a power of two, a multiple of the page size).
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    size: u64,
+    /// How long to wait for a wakeup after each command, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    wait_ms: u64,
+    /// SIMULATED: out-of-order commits with a BUSY head, walked by the real consumer's code.
+    #[arg(long, conflicts_with = "lost_wakeup")]
+    sim: bool,
+    /// A stress producer against a consumer with and without the fence: how often the one
+    /// without it stalls on this machine.
+    #[arg(long)]
+    lost_wakeup: bool,
+    /// Seconds for --lost-wakeup (per consumer).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    seconds: f64,
+}
+
+fn guide(out: &PathBuf, seconds: f64) -> Result<()> {
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        anyhow::bail!("--seconds must be more than 0 and at most 600");
+    }
+    let text = rawsnoop::guide::generate(rawsnoop::guide::GuideOptions {
+        trace_for: Duration::from_secs_f64(seconds),
+    })?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("rawsnoop: wrote {}", out.display());
+    Ok(())
+}
+
+fn lab(args: &LabArgs) -> Result<()> {
+    use rawsnoop::lab;
+    if args.sim {
+        print!("{}", lab::sim::busy_head_demo());
+        return Ok(());
+    }
+    if args.lost_wakeup {
+        if !(args.seconds > 0.0 && args.seconds <= 600.0) {
+            anyhow::bail!("--seconds must be more than 0 and at most 600");
+        }
+        let report = lab::sim::lost_wakeup_demo(Duration::from_secs_f64(args.seconds));
+        print!("{report}");
+        return Ok(());
+    }
+    let opts = lab::LabOptions {
+        size: args.size,
+        wait: Duration::from_millis(args.wait_ms),
+    };
+    let stdin = io::stdin();
+    let failed = lab::session::run(
+        opts,
+        &args.commands,
+        &mut stdin.lock(),
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    )?;
+    if failed > 0 {
+        anyhow::bail!("{failed} lab command(s) failed (see above)");
+    }
+    Ok(())
 }
 
 /// `rawsnoop bench` options.
@@ -586,6 +669,8 @@ fn main() -> ExitCode {
         None => trace(&cli),
         Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Lab(args)) => lab(args),
+        Some(Command::Guide { out, seconds }) => guide(out, *seconds),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
