@@ -10,6 +10,7 @@
 
 mod modes;
 mod report;
+pub mod storm;
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,9 @@ use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
 pub use modes::BenchMode;
-pub use report::{explain, format_json_lines, format_table};
+pub use report::{
+    explain, format_json_lines, format_storm_json_lines, format_storm_table, format_table,
+};
 
 /// The record paths compared: the tracer's three transports.
 pub use crate::tracer::Transport;

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::storm::{Percentiles, StormResult};
 use super::{BenchResult, Transport};
 use crate::output::json_string;
 
@@ -161,6 +162,87 @@ pub fn explain(results: &[BenchResult]) -> String {
             w.transport.name(),
             w.wakeups_per_s(),
             w.consumed as f64 / w.wakeups as f64
+        );
+    }
+    out
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The storm results as a table, one row per tracer run.
+pub fn format_storm_table(results: &[StormResult]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10} {:>9} {:>8} {:>22} {:>22} {:>9}",
+        "tracer",
+        "transport",
+        "wakeup",
+        "execs",
+        "captured",
+        "cpu ns/ev",
+        "ticks/20k",
+        "wake/ev",
+        "latency p50/95/99 ms",
+        "sparse p50/95/99 ms",
+        "start ms"
+    );
+    for r in results {
+        let lat = |p: &Percentiles| format!("{:.1}/{:.1}/{:.1}", ms(p.p50), ms(p.p95), ms(p.p99));
+        let _ = writeln!(
+            out,
+            "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10.0} {:>9.1} {:>8.3} {:>22} {:>22} {:>9.1}",
+            r.tracer,
+            r.transport,
+            r.wakeup,
+            r.execs,
+            r.captured,
+            r.cpu_ns_per_event(),
+            r.ticks_per_20k(),
+            r.wakeups_per_event(),
+            lat(&r.storm_latency),
+            lat(&r.sparse_latency),
+            ms(r.startup)
+        );
+    }
+    out
+}
+
+/// One JSON object per storm run (`"mode":"storm"`), beside the throughput lines.
+pub fn format_storm_json_lines(results: &[StormResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let _ = writeln!(
+            out,
+            "{{\"mode\":\"storm\",\"tracer\":{},\"transport\":{},\"wakeup\":{},\"execs\":{},\
+             \"captured\":{},\"capture_rate\":{},\"cpu_ns_per_event\":{},\"cpu_ticks\":{},\
+             \"ticks_per_20k_execs\":{},\"total_ticks\":{},\"wakeups_per_event\":{},\
+             \"latency_p50_ms\":{},\"latency_p95_ms\":{},\"latency_p99_ms\":{},\
+             \"sparse_execs\":{},\"sparse_captured\":{},\"sparse_p50_ms\":{},\"sparse_p95_ms\":{},\
+             \"sparse_p99_ms\":{},\"startup_ms\":{},\"storm_s\":{}}}",
+            json_string(&r.tracer),
+            json_string(&r.transport),
+            json_string(&r.wakeup),
+            r.execs,
+            r.captured,
+            json_num(r.capture_rate()),
+            json_num(r.cpu_ns_per_event()),
+            r.cpu_ticks,
+            json_num(r.ticks_per_20k()),
+            r.total_ticks,
+            json_num(r.wakeups_per_event()),
+            json_num(ms(r.storm_latency.p50)),
+            json_num(ms(r.storm_latency.p95)),
+            json_num(ms(r.storm_latency.p99)),
+            r.sparse_execs,
+            r.sparse_captured,
+            json_num(ms(r.sparse_latency.p50)),
+            json_num(ms(r.sparse_latency.p95)),
+            json_num(ms(r.sparse_latency.p99)),
+            json_num(ms(r.startup)),
+            json_num(r.storm_time.as_secs_f64()),
         );
     }
     out
