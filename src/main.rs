@@ -208,6 +208,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             }
             println!("{}", bench::explain(results));
         }
+        print!("{}", bench::verdict(&flat));
     }
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! made by this process emits `batch` records of `record_size` bytes. The producer thread
 //! calls `getpgid()` in a loop for `duration`; a consumer thread (our [`RingBuf`] /
 //! [`PerfBuf`]) counts what arrives. The program counts produced and dropped records per
-//! CPU in `stats`; the consumer's CPU time comes from `getrusage(RUSAGE_THREAD)`.
+//! CPU in `stats`; the consumer's CPU time comes from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
 
+mod ceiling;
 mod modes;
 mod report;
 pub mod storm;
@@ -27,7 +28,7 @@ use crate::sys::{bpf, cpus};
 
 pub use modes::BenchMode;
 pub use report::{
-    explain, format_json_lines, format_storm_json_lines, format_storm_table, format_table,
+    explain, format_json_lines, format_storm_json_lines, format_storm_table, format_table, verdict,
 };
 
 /// The record paths compared: the tracer's three transports.
@@ -120,6 +121,11 @@ pub struct BenchResult {
     pub consumer_cpu: Duration,
     /// Times the consumer slept in epoll and was woken by the kernel.
     pub wakeups: u64,
+    /// Drain mode: the machine's ceiling, M slots/s for a plain read of the same bytes at
+    /// the same stride with no protocol (see `ceiling.rs`; median over rounds).
+    pub ceiling_mps: Option<f64>,
+    /// Drain mode: the drain's rate over the ceiling's, per round (median over rounds).
+    pub ceiling_fraction: Option<f64>,
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -151,6 +157,10 @@ impl BenchResult {
         } else {
             self.consumer_cpu.as_nanos() as f64 / self.consumed as f64
         }
+    }
+    /// Drain mode: our drain as a fraction of the plain-read ceiling.
+    pub fn fraction_of_ceiling(&self) -> Option<f64> {
+        self.ceiling_fraction
     }
     /// Kernel wakeups of the consumer per second.
     pub fn wakeups_per_s(&self) -> f64 {
@@ -357,7 +367,7 @@ fn consume_loop(
     stop: &AtomicBool,
     start: Instant,
 ) -> Result<Consumed, BenchError> {
-    let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+    let cpu0 = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?;
     let mut n = modes::Counter::default();
     let tick = Some(Duration::from_millis(50));
     let wakeups = match &mut c {
@@ -393,7 +403,7 @@ fn consume_loop(
     n.finish();
     let records = n.records;
     let elapsed = start.elapsed();
-    let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+    let cpu = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))? - cpu0;
     Ok(Consumed {
         records,
         cpu,
@@ -451,6 +461,8 @@ fn run_one(
         dropped: 0,
         consumer_cpu: consumed.cpu,
         wakeups: consumed.wakeups,
+        ceiling_mps: None,
+        ceiling_fraction: None,
     })
 }
 
