@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser, Subcommand};
 
+use rawsnoop::consumer::{PerfOpts, RingOpts, TransportOptions, Wakeup};
 use rawsnoop::output;
-use rawsnoop::perfbuf::Wakeup;
 use rawsnoop::sys;
 use rawsnoop::tracer::{Lost, Tracer, TracerError, TracerOptions, Transport};
 
@@ -50,14 +50,15 @@ struct Cli {
     /// ringbuf or perf event array map, and the demo's `struct event`).
     #[arg(long, value_name = "PATH")]
     object: Option<PathBuf>,
-    /// Perf buffer pages per CPU (a power of two).
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    perf_pages: usize,
+    /// Perf buffer pages per CPU (a power of two; default 8). Only with --perfbuf.
+    #[arg(long, value_name = "N")]
+    perf_pages: Option<usize>,
     /// Perf buffer: wake up when this many bytes are waiting instead of on every record
-    /// (much cheaper under load; a 100 ms poll still drains the rest).
+    /// (much cheaper under load; a 100 ms poll still drains the rest). Only with --perfbuf.
     #[arg(long, value_name = "BYTES")]
     perf_watermark: Option<u32>,
-    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    /// Ring buffer size in bytes (power of two, multiple of the page size). Only with the
+    /// ring buffer transports.
     #[arg(long, value_name = "BYTES")]
     ringbuf_size: Option<u32>,
     /// Say more: how the program attached, whole verifier logs.
@@ -357,6 +358,44 @@ fn transport(cli: &Cli) -> Transport {
     }
 }
 
+/// The transport with the settings given for it; a setting of another transport is an error.
+fn transport_options(cli: &Cli) -> Result<TransportOptions> {
+    let t = transport(cli);
+    let opts = match t {
+        Transport::Perfbuf => {
+            if cli.ringbuf_size.is_some() {
+                anyhow::bail!("--ringbuf-size is a ring buffer setting: it does not apply to --perfbuf (use --perf-pages)");
+            }
+            let mut p = PerfOpts::default();
+            if let Some(n) = cli.perf_pages {
+                p.pages = n;
+            }
+            if let Some(w) = cli.perf_watermark {
+                p.wakeup = Wakeup::Watermark(w);
+            }
+            TransportOptions::Perfbuf(p)
+        }
+        Transport::RingbufReserve | Transport::RingbufOutput => {
+            if cli.perf_pages.is_some() || cli.perf_watermark.is_some() {
+                anyhow::bail!(
+                    "--perf-pages and --perf-watermark are perf buffer settings: they need --perfbuf (use --ringbuf-size for --{})",
+                    t.name()
+                );
+            }
+            let r = RingOpts {
+                size: cli.ringbuf_size,
+            };
+            if t == Transport::RingbufReserve {
+                TransportOptions::RingbufReserve(r)
+            } else {
+                TransportOptions::RingbufOutput(r)
+            }
+        }
+    };
+    opts.validate()?;
+    Ok(opts)
+}
+
 fn report_lost(lost: Lost) {
     match lost {
         Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
@@ -368,21 +407,11 @@ fn report_lost(lost: Lost) {
 
 fn trace(cli: &Cli) -> Result<()> {
     let mut opts = TracerOptions::new(transport(cli));
+    opts.transport = transport_options(cli)?;
     if let Some(path) = &cli.object {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         opts.object = Some(bytes);
     }
-    if !cli.perf_pages.is_power_of_two() {
-        anyhow::bail!(
-            "--perf-pages must be a power of two (got {})",
-            cli.perf_pages
-        );
-    }
-    opts.perf_pages = cli.perf_pages;
-    if let Some(w) = cli.perf_watermark {
-        opts.perf_wakeup = Wakeup::Watermark(w);
-    }
-    opts.ringbuf_size = cli.ringbuf_size;
     opts.uid = cli.uid;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut tracer = Tracer::open(&opts)?;
@@ -393,7 +422,7 @@ fn trace(cli: &Cli) -> Result<()> {
         eprintln!(
             "rawsnoop: attached with {} over {}",
             tracer.link_kind(),
-            opts.transport.name()
+            opts.transport.transport().name()
         );
     }
     let stdout = io::stdout();
@@ -436,8 +465,7 @@ fn trace(cli: &Cli) -> Result<()> {
         match res {
             Ok(_) => {}
             // A signal interrupted epoll_wait: the loop condition decides.
-            Err(TracerError::RingBuf(e)) if e.is_interrupted() => {}
-            Err(TracerError::PerfBuf(e)) if e.is_interrupted() => {}
+            Err(TracerError::Consumer(e)) if e.is_interrupted() => {}
             Err(e) => return Err(e.into()),
         }
         if write_err.is_none() {

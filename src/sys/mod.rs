@@ -5,9 +5,11 @@
 pub mod bpf;
 pub mod cpus;
 pub mod epoll;
+pub mod eventfd;
 pub mod kernel;
 pub mod mmap;
 pub mod perf;
+pub mod probe;
 pub mod signal;
 pub mod time;
 pub mod tracefs;
