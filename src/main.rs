@@ -253,6 +253,24 @@ struct BenchArgs {
     /// One JSON object per line and transport instead of the table.
     #[arg(long)]
     json: bool,
+    /// Storm: execs of the probe in the storm.
+    #[arg(long, default_value_t = 20_000)]
+    execs: u64,
+    /// Storm: threads exec'ing at once.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Storm: execs 20 ms apart after the storm, for the latency of a quiet system.
+    #[arg(long, default_value_t = 40)]
+    sparse: u64,
+    /// Storm: extra arguments for every rawsnoop run, as one string (e.g. "--execsnoop").
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    tracer_args: Option<String>,
+    /// Storm: also storm this command (split on spaces), e.g. "execsnoop" (repeatable).
+    #[arg(long, value_name = "CMD")]
+    tracer_cmd: Vec<String>,
+    /// Storm: only the --tracer-cmd commands, not rawsnoop.
+    #[arg(long)]
+    only_cmd: bool,
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
@@ -266,7 +284,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
         threshold,
         json,
         mode,
+        ..
     } = args;
+    if mode == "storm" {
+        return storm(args);
+    }
     let mut opts = BenchOptions::default();
     if !transport.is_empty() {
         opts.transports = transport
@@ -284,7 +306,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     opts.duration = Duration::from_secs_f64(*duration);
     opts.batch = *batch;
     opts.mode = bench::BenchMode::from_name(mode).with_context(|| {
-        format!("unknown --mode '{mode}': use concurrent, back-to-back or drain")
+        format!("unknown --mode '{mode}': use concurrent, back-to-back, drain or storm")
     })?;
     opts.record_size = *size;
     let sampled = BenchWakeup::Sampled {
@@ -325,6 +347,118 @@ fn bench(args: &BenchArgs) -> Result<()> {
             }
             println!("{}", bench::explain(results));
         }
+        print!("{}", bench::verdict(&flat));
+    }
+    Ok(())
+}
+
+/// `bench --mode storm`: this binary as the tracer (per transport and wakeup policy), and
+/// any `--tracer-cmd`, each against the same exec storm.
+fn storm(args: &BenchArgs) -> Result<()> {
+    use rawsnoop::bench::storm::{self, StormOptions, StormTracer};
+    use rawsnoop::bench::{self, Transport as BenchTransport};
+    if !rawsnoop::tracer::has_privilege() {
+        return Err(rawsnoop::tracer::TracerError::NoPrivilege.into());
+    }
+    let mut opts = StormOptions {
+        execs: args.execs,
+        workers: args.workers,
+        sparse: args.sparse,
+        ..StormOptions::default()
+    };
+    let transports: Vec<BenchTransport> = if args.transport.is_empty() {
+        BenchTransport::ALL.to_vec()
+    } else {
+        args.transport
+            .iter()
+            .map(|t| {
+                BenchTransport::from_name(t).with_context(|| {
+                    format!("unknown transport '{t}': use ringbuf-reserve, ringbuf or perfbuf")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let policies: &[&str] = match args.wakeup.as_str() {
+        "per-record" => &["per-record"],
+        "sampled" => &["sampled"],
+        "both" => &["per-record", "sampled"],
+        other => anyhow::bail!("unknown --wakeup '{other}': use per-record, sampled or both"),
+    };
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let extra: Vec<std::ffi::OsString> = args
+        .tracer_args
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(Into::into)
+        .collect();
+    if !args.only_cmd {
+        for &t in &transports {
+            for &p in policies {
+                // Sampled wakeups: the perf watermark (a quarter of the 8-page default
+                // buffer). The ring buffer's policy comes from the tracer's own options.
+                let flags: Vec<String> = match (t, p) {
+                    (_, "per-record") => vec![format!("--{}", t.name())],
+                    (BenchTransport::Perfbuf, _) => {
+                        vec!["--perfbuf".into(), "--perf-watermark".into(), "8192".into()]
+                    }
+                    _ => {
+                        eprintln!(
+                            "bench: storm: no sampled wakeup policy for {} in this build; skipped",
+                            t.name()
+                        );
+                        continue;
+                    }
+                };
+                let mut argv: Vec<std::ffi::OsString> = vec![exe.clone().into()];
+                argv.extend(flags.into_iter().map(Into::into));
+                argv.extend(extra.iter().cloned());
+                opts.tracers.push(StormTracer {
+                    tracer: "rawsnoop".into(),
+                    transport: t.name().into(),
+                    wakeup: p.into(),
+                    argv,
+                });
+            }
+        }
+    }
+    for cmd in &args.tracer_cmd {
+        let argv: Vec<std::ffi::OsString> = cmd.split_whitespace().map(Into::into).collect();
+        let name = argv
+            .iter()
+            .map(std::path::Path::new)
+            .find(|a| !matches!(a.to_str(), Some("stdbuf" | "-oL" | "nice")))
+            .and_then(|a| a.file_name())
+            .map_or_else(|| cmd.clone(), |n| n.to_string_lossy().into_owned());
+        anyhow::ensure!(!argv.is_empty(), "--tracer-cmd is empty");
+        opts.tracers.push(StormTracer {
+            tracer: name,
+            transport: "-".into(),
+            wakeup: "-".into(),
+            argv,
+        });
+    }
+    let mut all = Vec::new();
+    for t in &opts.tracers {
+        if !args.json {
+            eprintln!(
+                "storm: {} {} {}: {} execs from {} threads, then {} sparse ...",
+                t.tracer, t.transport, t.wakeup, opts.execs, opts.workers, opts.sparse
+            );
+        }
+        let one = StormOptions {
+            tracers: vec![t.clone()],
+            ..opts.clone()
+        };
+        let r = storm::run(&one)?;
+        if args.json {
+            print!("{}", bench::format_storm_json_lines(&r));
+            io::stdout().flush()?;
+        }
+        all.extend(r);
+    }
+    if !args.json {
+        print!("{}", bench::format_storm_table(&all));
     }
     Ok(())
 }

@@ -6,10 +6,12 @@
 //! made by this process emits `batch` records of `record_size` bytes. The producer thread
 //! calls `getpgid()` in a loop for `duration`; a consumer thread (our [`RingBuf`] /
 //! [`PerfBuf`]) counts what arrives. The program counts produced and dropped records per
-//! CPU in `stats`; the consumer's CPU time comes from `getrusage(RUSAGE_THREAD)`.
+//! CPU in `stats`; the consumer's CPU time comes from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
 
+mod ceiling;
 mod modes;
 mod report;
+pub mod storm;
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,9 @@ use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
 pub use modes::BenchMode;
-pub use report::{explain, format_json_lines, format_table};
+pub use report::{
+    explain, format_json_lines, format_storm_json_lines, format_storm_table, format_table, verdict,
+};
 
 /// The record paths compared: the tracer's three transports.
 pub use crate::consumer::Transport;
@@ -116,6 +120,11 @@ pub struct BenchResult {
     pub consumer_cpu: Duration,
     /// Times the consumer slept in epoll and was woken by the kernel.
     pub wakeups: u64,
+    /// Drain mode: the machine's ceiling, M slots/s for a plain read of the same bytes at
+    /// the same stride with no protocol (see `ceiling.rs`; median over rounds).
+    pub ceiling_mps: Option<f64>,
+    /// Drain mode: the drain's rate over the ceiling's, per round (median over rounds).
+    pub ceiling_fraction: Option<f64>,
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -147,6 +156,10 @@ impl BenchResult {
         } else {
             self.consumer_cpu.as_nanos() as f64 / self.consumed as f64
         }
+    }
+    /// Drain mode: our drain as a fraction of the plain-read ceiling.
+    pub fn fraction_of_ceiling(&self) -> Option<f64> {
+        self.ceiling_fraction
     }
     /// Kernel wakeups of the consumer per second.
     pub fn wakeups_per_s(&self) -> f64 {
@@ -344,7 +357,7 @@ fn consume_loop(
     stop: &AtomicBool,
     start: Instant,
 ) -> Result<Consumed, BenchError> {
-    let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+    let cpu0 = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?;
     let mut n = modes::Counter::default();
     let tick = Some(Duration::from_millis(50));
     let err = |source| BenchError::Consumer {
@@ -362,7 +375,7 @@ fn consume_loop(
     n.finish();
     let records = n.records;
     let elapsed = start.elapsed();
-    let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+    let cpu = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))? - cpu0;
     Ok(Consumed {
         records,
         cpu,
@@ -420,6 +433,8 @@ fn run_one(
         dropped: 0,
         consumer_cpu: consumed.cpu,
         wakeups: consumed.wakeups,
+        ceiling_mps: None,
+        ceiling_fraction: None,
     })
 }
 
