@@ -13,6 +13,7 @@ pub mod bench;
 pub mod escape;
 pub mod event;
 pub mod inspect;
+pub mod inspect_core;
 pub mod loader;
 pub mod objects;
 pub mod output;

@@ -96,6 +96,8 @@ pub struct TracerOptions {
     pub ringbuf_size: Option<u32>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
+    /// BTF that CO-RE relocations resolve against (`--btf`).
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl TracerOptions {
@@ -107,6 +109,7 @@ impl TracerOptions {
             perf_wakeup: Wakeup::Events(1),
             ringbuf_size: None,
             uid: None,
+            btf: crate::loader::core::BtfSource::Kernel,
         }
     }
 }
@@ -221,6 +224,7 @@ impl Tracer {
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
         let mut load_opts = LoadOptions::default().only_program(&prog_name);
+        load_opts.btf = opts.btf.clone();
         if let Some(size) = opts.ringbuf_size {
             load_opts.max_entries.insert(map_name.clone(), size);
         }

@@ -132,6 +132,23 @@ pub fn relocate_program(
     Ok(out)
 }
 
+/// Like [`relocate_program`] but goes on after a failed record: one result per record (for
+/// `inspect --core`, which explains every relocation, the failing ones included).
+pub fn relocate_each(
+    program: &str,
+    insns: &mut [Insn],
+    relos: &[CoreRelo],
+    local: &Btf,
+    lines: &[LineInfo],
+    target: Option<&TargetBtf>,
+) -> Vec<Result<Outcome, CoreError>> {
+    relos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| relocate_one(program, insns, i, r, local, lines, target))
+        .collect()
+}
+
 fn relocate_one(
     program: &str,
     insns: &mut [Insn],
