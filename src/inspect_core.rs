@@ -69,7 +69,15 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
     if total == 0 {
         return out;
     }
-    let target = match TargetBtf::load(source) {
+    let ids = spec
+        .programs
+        .iter()
+        .flat_map(|p| p.core_relos.iter().map(|r| r.type_id));
+    let loaded = match spec.btf.as_ref() {
+        Some(local) => TargetBtf::load_for(source, local, ids),
+        None => TargetBtf::load(source),
+    };
+    let target = match loaded {
         Ok(t) => t,
         Err(e) => {
             let _ = writeln!(out, "  target BTF unusable: {}", escape_str(&e.to_string()));

@@ -16,6 +16,7 @@ pub mod hook;
 pub mod kind;
 pub mod spec;
 pub mod target;
+pub mod tracefs;
 
 #[cfg(test)]
 mod tests;

@@ -210,6 +210,31 @@ impl TargetBtf {
         out
     }
 
+    /// The target for `source` given the local BTF and the local root types of the relocations:
+    /// like [`TargetBtf::load`], except that [`BtfSource::None`] gives tracepoint context types
+    /// (`trace_event_raw_<event>`) from the tracefs format files (see `core::tracefs`).
+    pub fn load_for(
+        source: &BtfSource,
+        local: &Btf,
+        type_ids: impl Iterator<Item = u32>,
+    ) -> Result<Option<Arc<TargetBtf>>, CoreError> {
+        if *source != BtfSource::None {
+            return TargetBtf::load(source);
+        }
+        let events = super::tracefs::events_of(local, type_ids);
+        let root = crate::sys::tracefs::find_or_mount().ok();
+        let formats: Vec<(String, String)> = events
+            .into_iter()
+            .filter_map(|ev| {
+                let text = super::tracefs::find_format(root.as_deref()?, &ev)?;
+                Some((ev, text))
+            })
+            .collect();
+        let btf = super::tracefs::btf_from_formats(&formats).map_err(CoreError::Target)?;
+        let origin = "tracefs format files (--btf none)";
+        Ok(Some(Arc::new(TargetBtf::from_btf(origin, btf))))
+    }
+
     /// The first type named exactly `name` of kind `kind` in vmlinux (attach targets).
     pub fn find(&self, name: &str, kind: BtfKind) -> Option<u32> {
         self.base.index.find(&self.base.btf, name, kind)
