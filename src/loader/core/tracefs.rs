@@ -107,7 +107,7 @@ impl Builder {
 
     fn field_type(&mut self, f: &Field) -> u32 {
         match f.array {
-            Some(n) if n > 0 && f.size % n == 0 => {
+            Some(n) if n > 0 && f.size.is_multiple_of(n) => {
                 let elem = self.int(f.size / n, f.signed);
                 let index = self.int(4, false);
                 self.btf.add_type(BtfType::Array {
