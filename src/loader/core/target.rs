@@ -141,10 +141,10 @@ impl TargetBtf {
     pub fn candidates(&self, essential: &str, kind: BtfKind) -> Vec<Cand> {
         let from = |part: &Arc<TargetPart>| -> Vec<Cand> {
             part.index
-                .ids(essential)
-                .iter()
-                .filter(|&&id| kinds_core_compat(part.btf.kind_of(id).ok(), kind))
-                .map(|&id| Cand {
+                .ids(&part.btf, essential)
+                .into_iter()
+                .filter(|&id| kinds_core_compat(part.btf.kind_of(id).ok(), kind))
+                .map(|id| Cand {
                     part: part.clone(),
                     id,
                 })
@@ -183,7 +183,10 @@ impl TargetBtf {
         };
         for name in names {
             if let Some(done) = cache.get(&name) {
-                if let Some(p) = done.clone().filter(|p| !p.index.ids(essential).is_empty()) {
+                if let Some(p) = done
+                    .clone()
+                    .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
+                {
                     out.push(p);
                 }
                 continue;
@@ -202,7 +205,10 @@ impl TargetBtf {
                     module: Some(name.clone()),
                 })
             });
-            if let Some(p) = part.clone().filter(|p| !p.index.ids(essential).is_empty()) {
+            if let Some(p) = part
+                .clone()
+                .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
+            {
                 out.push(p);
             }
             cache.insert(name, part);
