@@ -18,6 +18,7 @@ pub mod escape;
 pub mod event;
 pub mod guide;
 pub mod inspect;
+pub mod inspect_core;
 pub mod lab;
 pub mod loader;
 pub mod objects;

@@ -119,6 +119,10 @@ struct Cli {
     /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
+    /// BTF that CO-RE relocations resolve against: a BTF file (e.g. from BTFHub, for a kernel
+    /// without /sys/kernel/btf/vmlinux) or `none`. Default: the running kernel's.
+    #[arg(long, value_name = "PATH|none")]
+    btf: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -134,7 +138,17 @@ enum Command {
         /// Leave out the instruction listings.
         #[arg(long)]
         no_insns: bool,
+        /// Also resolve every CO-RE relocation against the target BTF and show candidates,
+        /// the choice, values and instructions before and after patching.
+        #[arg(long)]
+        core: bool,
+        /// Target BTF for --core (a file, or `none`); default the running kernel's.
+        #[arg(long, value_name = "PATH|none")]
+        btf: Option<String>,
     },
+    /// Kernel BTF tools.
+    #[command(subcommand)]
+    Btf(BtfCommand),
     /// Measure what each transport costs on this machine: a BPF producer on the getpgid
     /// tracepoint emits batches of records while our consumer drains them.
     Bench(BenchArgs),
@@ -221,6 +235,47 @@ fn lab(args: &LabArgs) -> Result<()> {
         anyhow::bail!("{failed} lab command(s) failed (see above)");
     }
     Ok(())
+}
+
+/// `rawsnoop btf ...`.
+#[derive(Subcommand, Debug)]
+enum BtfCommand {
+    /// Print BTF as a C header (a `vmlinux.h` with preserve_access_index, as bpftool's
+    /// `btf dump file PATH format c`). PATH defaults to /sys/kernel/btf/vmlinux.
+    Dump {
+        path: Option<PathBuf>,
+        /// Output format: `c` (a compilable header) or `raw` (one line per type).
+        #[arg(long, default_value = "c")]
+        format: String,
+    },
+}
+
+fn btf_source(arg: &Option<String>) -> rawsnoop::loader::core::BtfSource {
+    arg.as_deref().map_or_else(
+        rawsnoop::loader::core::BtfSource::default,
+        rawsnoop::loader::core::BtfSource::from_arg,
+    )
+}
+
+fn btf_dump(path: &Option<PathBuf>, format: &str) -> Result<()> {
+    let path = path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(rawsnoop::loader::core::target::VMLINUX_BTF));
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let btf = rawsnoop::loader::btf::Btf::parse(&bytes)
+        .with_context(|| format!("parsing BTF from {}", path.display()))?;
+    let text = match format {
+        "c" => rawsnoop::loader::btf::dump_c::dump_c(&btf),
+        "raw" => (1..btf.types_len())
+            .map(|id| btf.format_raw(id) + "\n")
+            .collect(),
+        other => anyhow::bail!("--format must be `c` or `raw` (got `{other}`)"),
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `rawsnoop bench` options.
@@ -463,12 +518,19 @@ fn storm(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
+fn inspect(
+    paths: &[PathBuf],
+    no_insns: bool,
+    core: Option<rawsnoop::loader::core::BtfSource>,
+) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut emit = |name: &str, bytes: &[u8]| -> Result<()> {
         let spec = rawsnoop::loader::ObjectSpec::parse(bytes)
             .with_context(|| format!("reading {name}"))?;
-        let text = rawsnoop::inspect::describe(name, &spec, !no_insns);
+        let mut text = rawsnoop::inspect::describe(name, &spec, !no_insns);
+        if let Some(source) = &core {
+            text.push_str(&rawsnoop::inspect_core::describe_core(name, &spec, source));
+        }
         match writeln!(out, "{text}") {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
             other => Ok(other?),
@@ -591,6 +653,7 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
         opts.object = Some(bytes);
     }
     opts.uid = cli.uid;
+    opts.btf = btf_source(&cli.btf);
     opts.pid = cli.pid;
     opts.ppid = cli.ppid;
     opts.max_args = cli.max_args;
@@ -801,7 +864,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match &cli.command {
         None => trace(&cli),
-        Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
+        Some(Command::Inspect {
+            paths,
+            no_insns,
+            core,
+            btf,
+        }) => inspect(paths, *no_insns, core.then(|| btf_source(btf))),
+        Some(Command::Btf(BtfCommand::Dump { path, format })) => btf_dump(path, format),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Lab(args)) => lab(args),
         Some(Command::Guide { out, seconds }) => guide(out, *seconds),

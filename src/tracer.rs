@@ -83,6 +83,8 @@ pub struct TracerOptions {
     pub max_args: u32,
     /// Ring buffer wakeups (the perf buffer uses `perf_wakeup`).
     pub ring_wakeup: RingWakeup,
+    /// BTF that CO-RE relocations resolve against (`--btf`).
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl TracerOptions {
@@ -99,6 +101,7 @@ impl TracerOptions {
             exit: false,
             max_args: 20,
             ring_wakeup: RingWakeup::Kernel,
+            btf: crate::loader::core::BtfSource::Kernel,
         }
     }
 
@@ -247,6 +250,7 @@ impl Tracer {
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
         let mut load_opts = LoadOptions::default();
+        load_opts.btf = opts.btf.clone();
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
