@@ -116,6 +116,15 @@ struct Cli {
     /// "kernel" (flags 0: a wakeup per record whenever we have caught up).
     #[arg(long, value_name = "POLICY", default_value = "adaptive")]
     wakeup: String,
+    /// Show every drain as the consumer walks the ring, on stderr: positions, record headers,
+    /// BUSY stops, wraps, each consumer_pos/data_tail store, the fence and re-check, and what
+    /// woke us. With --json: one JSON object per drain.
+    #[arg(long)]
+    show_ring: bool,
+    /// Print consumer statistics on stderr every INTERVAL seconds (default 1): records/s,
+    /// drains, wakeups (kernel / timeout), records per wakeup, BUSY-head stops, fill, losses.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1")]
+    stats: Option<f64>,
     /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
@@ -596,6 +605,25 @@ fn transport_options(cli: &Cli) -> Result<TransportOptions> {
     Ok(opts)
 }
 
+/// The ring view and stats observer, if asked for.
+fn viewer(cli: &Cli) -> Result<Option<rawsnoop::view::Viewer>> {
+    use rawsnoop::view::{ShowFormat, ShowRing, Viewer};
+    let stats = match cli.stats {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!("--stats interval must be between 0 and 3600 seconds (got {s})"),
+    };
+    let show = cli.show_ring.then(|| {
+        let format = if cli.json {
+            ShowFormat::Json
+        } else {
+            ShowFormat::Text
+        };
+        ShowRing::new(format, Box::new(io::stderr()))
+    });
+    Ok((show.is_some() || stats.is_some()).then(|| Viewer::new(show, stats)))
+}
+
 fn report_lost(lost: Lost) {
     match lost {
         Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
@@ -734,6 +762,7 @@ fn trace(cli: &Cli) -> Result<()> {
         Format::Columns(cols) => cols.contains(&output::Column::Args),
     } || cli.line.is_some();
     let max_args = cli.max_args;
+    let mut viewer = viewer(cli)?;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut clock = Clock::new();
     let mut tracer = Tracer::open(&opts)?;
@@ -783,43 +812,54 @@ fn trace(cli: &Cli) -> Result<()> {
         if let Some(d) = deadline {
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
-        let res = tracer.poll(
-            Some(timeout),
-            |e| {
-                if cli.count.is_some_and(|c| seen >= c) {
-                    return ControlFlow::Break(());
+        let mut lost_now = 0u64;
+        let on_lost = |l: Lost| {
+            lost_now += l.count();
+            report_lost(l)
+        };
+        let on_event = |e: rawsnoop::event::EventRef<'_>| {
+            if cli.count.is_some_and(|c| seen >= c) {
+                return ControlFlow::Break(());
+            }
+            if !output::execsnoop_match(&e, cli.name.as_deref(), cli.line.as_deref()) {
+                return ControlFlow::Continue(());
+            }
+            let ts = e.ts_ns();
+            match &format {
+                Format::Json => {
+                    let unix = clock.unix_ns(ts) as f64 / 1e9;
+                    batch.push_str(&output::json_line(unix, &e, max_args));
                 }
-                if !output::execsnoop_match(&e, cli.name.as_deref(), cli.line.as_deref()) {
-                    return ControlFlow::Continue(());
+                Format::Execsnoop(f) => {
+                    if e.kind() != rawsnoop::event::Kind::Exec {
+                        return ControlFlow::Continue(());
+                    }
+                    let since = clock.since_start(ts);
+                    let hms = clock.hms(ts).to_string();
+                    f.line(&mut batch, &e, &hms, since);
                 }
-                let ts = e.ts_ns();
-                match &format {
-                    Format::Json => {
-                        let unix = clock.unix_ns(ts) as f64 / 1e9;
-                        batch.push_str(&output::json_line(unix, &e, max_args));
-                    }
-                    Format::Execsnoop(f) => {
-                        if e.kind() != rawsnoop::event::Kind::Exec {
-                            return ControlFlow::Continue(());
-                        }
-                        let since = clock.since_start(ts);
-                        let hms = clock.hms(ts).to_string();
-                        f.line(&mut batch, &e, &hms, since);
-                    }
-                    Format::Columns(cols) => {
-                        let cx = output::LineContext {
-                            time: clock.hms(ts),
-                            max_args,
-                        };
-                        output::columns_line(&mut batch, cols, &e, &cx);
-                    }
+                Format::Columns(cols) => {
+                    let cx = output::LineContext {
+                        time: clock.hms(ts),
+                        max_args,
+                    };
+                    output::columns_line(&mut batch, cols, &e, &cx);
                 }
-                batch.push('\n');
-                seen += 1;
-                ControlFlow::Continue(())
-            },
-            report_lost,
-        );
+            }
+            batch.push('\n');
+            seen += 1;
+            ControlFlow::Continue(())
+        };
+        let res = match viewer.as_mut() {
+            Some(v) => tracer.poll_observed(Some(timeout), v, on_event, on_lost),
+            None => tracer.poll(Some(timeout), on_event, on_lost),
+        };
+        if let Some(v) = viewer.as_mut() {
+            v.add_lost(lost_now);
+            if let Some(line) = v.stats_due() {
+                eprintln!("{line}");
+            }
+        }
         match res {
             Ok(n) => busy = n > 0,
             // A signal interrupted epoll_wait: the loop condition decides.
