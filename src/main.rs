@@ -207,7 +207,7 @@ fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
         }
     }
     for p in paths {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let bytes = rawsnoop::loader::object::read_object_file(p)?;
         emit(&p.display().to_string(), &bytes)?;
     }
     Ok(())
@@ -235,8 +235,7 @@ fn report_lost(lost: Lost) {
 fn trace(cli: &Cli) -> Result<()> {
     let mut opts = TracerOptions::new(transport(cli));
     if let Some(path) = &cli.object {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        opts.object = Some(bytes);
+        opts.object = Some(rawsnoop::loader::object::read_object_file(path)?);
     }
     if !cli.perf_pages.is_power_of_two() {
         anyhow::bail!(
@@ -253,7 +252,7 @@ fn trace(cli: &Cli) -> Result<()> {
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
-        eprintln!("rawsnoop: warning: {w}");
+        eprintln!("rawsnoop: warning: {}", rawsnoop::escape::escape_str(w));
     }
     if cli.verbose {
         eprintln!(
