@@ -321,21 +321,13 @@ fn trace(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// The error and its causes, skipping a cause whose text the message already contains
-/// (our typed errors often quote their source).
+/// The error and its causes, outermost first, joined by ": ". Every error prints only its own
+/// message and chains its source, so nothing repeats and nothing needs stripping.
 fn render(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    e.chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn main() -> ExitCode {
@@ -353,7 +345,10 @@ fn main() -> ExitCode {
                     rawsnoop::loader::load::LoadError::Verifier { log, .. },
                 )) = e.downcast_ref::<TracerError>()
                 {
-                    eprintln!("Full verifier log:\n{log}");
+                    eprintln!(
+                        "Full verifier log:\n{}",
+                        rawsnoop::escape::escape_lines(log)
+                    );
                 }
             }
             eprintln!("rawsnoop: error: {}", render(&e));

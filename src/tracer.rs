@@ -59,15 +59,15 @@ impl Transport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    #[error("reading the BPF object: {0}")]
+    #[error("reading the BPF object")]
     Parse(#[from] ParseError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
     Attach(#[from] AttachError),
-    #[error("ring buffer: {0}")]
+    #[error("ring buffer")]
     RingBuf(#[from] RingBufError),
-    #[error("perf buffer: {0}")]
+    #[error("perf buffer")]
     PerfBuf(#[from] PerfBufError),
     #[error(transparent)]
     Event(#[from] event::EventError),

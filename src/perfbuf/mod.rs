@@ -64,13 +64,13 @@ pub enum PerfBufError {
          size the map to the number of possible CPUs"
     )]
     CpuOutOfRange { cpu: u32, max_entries: u32 },
-    #[error("perfbuf: {what} failed: {source}")]
+    #[error("perfbuf: {what} failed")]
     Io {
         what: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("perfbuf: {what} for CPU {cpu} failed: {source}")]
+    #[error("perfbuf: {what} for CPU {cpu} failed")]
     CpuIo {
         what: &'static str,
         cpu: u32,

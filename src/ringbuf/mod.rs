@@ -39,7 +39,7 @@ pub enum RingBufError {
         max_entries: u32,
     },
     /// A system call failed.
-    #[error("ringbuf: {what} failed: {source}")]
+    #[error("ringbuf: {what} failed")]
     Io {
         what: &'static str,
         #[source]
