@@ -11,6 +11,12 @@ use std::fmt::Write as _;
 /// (control characters above U+00FF as `\u{NNNN}`).
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
+    escape_into(&mut out, bytes);
+    out
+}
+
+/// [`escape`], appending to `out` (no allocation per field on the hot output path).
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -33,7 +39,6 @@ pub fn escape(bytes: &[u8]) -> String {
             let _ = write!(out, "\\x{b:02x}");
         }
     }
-    out
 }
 
 /// [`escape`] for text already decoded (lossily) to a `str`.

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::escape::{escape_name, escape_str};
+
+mod maps;
+
 use crate::loader::btf::Btf;
 use crate::loader::spec::{
     AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec, RelocKind, SectionKind,
@@ -184,6 +187,8 @@ fn write_program_header(out: &mut String, p: &ProgramSpec) {
         AttachPoint::Tracepoint { category, name } => {
             format!("tracepoint {}/{}", escape_name(category), escape_name(name))
         }
+        AttachPoint::TpBtf { name } => format!("tp_btf {}", escape_name(name)),
+        AttachPoint::RawTracepoint { name } => format!("raw tracepoint {}", escape_name(name)),
         AttachPoint::None => "(none rawsnoop can attach)".to_string(),
     };
     let _ = writeln!(
@@ -320,6 +325,13 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             if m.freeze { ", frozen after load" } else { "" }
         );
     }
+    maps::teach_within(
+        &mut out,
+        spec,
+        crate::sys::mmap::page_size() as u64,
+        crate::sys::cpus::possible_cpus().map_or(1, |c| c.len() as u64),
+        budget.limit,
+    );
     let _ = writeln!(out, "\nprograms ({}):", spec.programs.len());
     for p in &spec.programs {
         write_program_header(&mut out, p);

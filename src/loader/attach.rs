@@ -17,7 +17,7 @@ use crate::sys::{bpf, perf, tracefs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("program '{}' has no attach point we know (section '{}'); only tracepoints (tp/..., tracepoint/...) attach", escape_str(.0), escape_str(.1))]
+    #[error("program '{}' has no attach point we know (section '{}'); only tracepoints (tp/..., tracepoint/...), tp_btf/... and raw_tp/... attach", escape_str(.0), escape_str(.1))]
     Unsupported(String, String),
     #[error("cannot use tracefs")]
     Tracefs(#[source] io::Error),
@@ -75,6 +75,8 @@ pub enum Link {
     Bpf { link: OwnedFd, _perf: OwnedFd },
     /// Legacy: the program is set on the perf event; disabling and closing it detaches.
     PerfEvent { perf: OwnedFd },
+    /// A raw tracepoint / tp_btf link (see [`crate::loader::attach_raw`]).
+    RawTp { link: OwnedFd },
 }
 
 impl Link {
@@ -83,6 +85,7 @@ impl Link {
         match self {
             Link::Bpf { .. } => "bpf_link",
             Link::PerfEvent { .. } => "perf_event_ioctl",
+            Link::RawTp { .. } => "raw_tracepoint",
         }
     }
 }
@@ -187,10 +190,25 @@ pub fn resolve_tracepoint(category: &str, name: &str) -> Result<Tracepoint, Atta
     })
 }
 
-/// Attaches `prog` where its section says (`tp/<category>/<name>`).
+/// Attaches `prog` where its section says (`tp/<category>/<name>`, `tp_btf/<name>`, `raw_tp/<name>`).
 pub fn attach(prog: &Program) -> Result<Link, AttachError> {
-    let tp = resolve(&prog.attach, &prog.name, &prog.section)?;
-    attach_resolved(prog, &tp)
+    use crate::loader::attach_raw::{open_raw_tp, open_tp_btf};
+    let (target, link) = match &prog.attach {
+        AttachPoint::TpBtf { name } => (format!("tp_btf/{name}"), open_tp_btf(prog.fd())),
+        AttachPoint::RawTracepoint { name } => {
+            (format!("raw_tp/{name}"), open_raw_tp(name, prog.fd()))
+        }
+        _ => return attach_resolved(prog, &resolve(&prog.attach, &prog.name, &prog.section)?),
+    };
+    link.map(|link| Link::RawTp { link })
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => AttachError::Permission(target),
+            _ => AttachError::Attach {
+                program: prog.name.clone(),
+                target,
+                source,
+            },
+        })
 }
 
 /// Attaches `prog` to tracepoint `category/name`.

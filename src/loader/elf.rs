@@ -328,8 +328,18 @@ pub fn classify_section(name: &str) -> Option<ProgKind> {
         }
     }
     for &(prefix, t, a) in PREFIXED {
-        if name.starts_with(prefix) {
-            return Some(simple(t, a));
+        if let Some(rest) = name.strip_prefix(prefix) {
+            let mut kind = simple(t, a);
+            if !rest.is_empty() && !rest.contains('/') {
+                match prefix {
+                    "tp_btf/" => kind.attach = AttachPoint::TpBtf { name: rest.into() },
+                    "raw_tp/" | "raw_tracepoint/" => {
+                        kind.attach = AttachPoint::RawTracepoint { name: rest.into() }
+                    }
+                    _ => {}
+                }
+            }
+            return Some(kind);
         }
     }
     // Bare names, optionally followed by `/anything`.

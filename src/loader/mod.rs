@@ -13,9 +13,11 @@
 //! - [`object`]: the one place that ties `elf`, `btf`, `maps` and `reloc` together into an
 //!   [`ObjectSpec`] (`ObjectSpec::parse`).
 //! - [`load`]: specs -> kernel objects through `crate::sys` (the only part that talks to the
-//!   kernel); [`attach`]: loaded programs -> links.
+//!   kernel); [`attach`]: loaded programs -> links ([`attach_raw`]: raw_tp / tp_btf links).
+//! - [`core`]: CO-RE relocation against the target kernel's BTF, applied by `load` per program.
 
 pub mod btf;
+pub mod core;
 pub mod elf;
 pub mod maps;
 pub mod object;
@@ -24,4 +26,5 @@ pub mod spec;
 
 pub use spec::*;
 pub mod attach;
+pub mod attach_raw;
 pub mod load;

@@ -6,7 +6,7 @@
 //! units of the final stream and records the map relocations that `load.rs` applies once map fds exist.
 
 use crate::escape::escape_name as esc;
-use crate::loader::btf::{Btf, FuncInfo, LineInfo};
+use crate::loader::btf::{Btf, CoreRelo, FuncInfo, LineInfo};
 
 pub use crate::sys::uapi::{
     BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE,
@@ -75,6 +75,10 @@ impl Insn {
 pub enum AttachPoint {
     /// `tp/<category>/<name>` or `tracepoint/<category>/<name>`.
     Tracepoint { category: String, name: String },
+    /// `tp_btf/<name>`: BTF-typed raw tracepoint (BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP).
+    TpBtf { name: String },
+    /// `raw_tp/<name>` or `raw_tracepoint/<name>` (BPF_PROG_TYPE_RAW_TRACEPOINT).
+    RawTracepoint { name: String },
     /// Nothing parsed from the section name (the caller decides, e.g. from `ProgramSpec::section`).
     None,
 }
@@ -115,6 +119,12 @@ pub struct ProgramSpec {
     pub line_info: Vec<LineInfo>,
     pub func_info_rec_size: u32,
     pub line_info_rec_size: u32,
+    /// CO-RE relocations (`insn_off` in instruction units of `insns`), applied at load time
+    /// against the target kernel's BTF (`loader::core`).
+    pub core_relos: Vec<CoreRelo>,
+    /// BTF id of the attach target in the kernel's BTF (`btf_trace_<tp>` for tp_btf), set at
+    /// load time; 0 when the program type needs none.
+    pub attach_btf_id: u32,
 }
 
 /// Where a map definition came from.

@@ -57,6 +57,19 @@ pub enum LoadError {
     },
     #[error("no program named '{}' in the object", esc(.0))]
     NoProgram(String),
+    #[error(transparent)]
+    Core(#[from] crate::loader::core::CoreError),
+    #[error(
+        "program '{program}' cannot run on this kernel: {reason}. The instruction was poisoned \
+         (as libbpf does) and the verifier rejected it; guard the access with \
+         bpf_core_field_exists() or build against this kernel's types (`rawsnoop inspect --core` \
+         shows every relocation)"
+    )]
+    CoreUnresolved {
+        program: String,
+        reason: String,
+        log: String,
+    },
 }
 
 pub(crate) fn is_eperm(e: &io::Error) -> bool {

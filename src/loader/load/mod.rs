@@ -69,6 +69,8 @@ pub struct LoadOptions {
     /// caller never attaches (an extra `fentry/` the kernel would refuse, say) is best left
     /// out: one unusable program then cannot fail the whole object.
     pub programs: Option<Vec<String>>,
+    /// BTF that CO-RE relocations resolve against (`--btf`); the running kernel's by default.
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl LoadOptions {
@@ -128,12 +130,20 @@ impl Object {
             )?);
         }
         let mut programs = Vec::with_capacity(spec.programs.len());
-        for p in spec.programs.iter().filter(|p| opts.wants(&p.name)) {
+        let wanted: Vec<_> = spec
+            .programs
+            .iter()
+            .filter(|p| opts.wants(&p.name))
+            .collect();
+        // Kernel BTF is read only if a wanted program has CO-RE records or is tp_btf.
+        let core = crate::loader::core::hook::Context::new(&wanted, &opts.btf)?;
+        for p in wanted {
             programs.push(programs::load_program(
                 spec,
                 p,
                 &maps,
                 btf_fd.as_ref().map(|f| f.as_fd()),
+                &core,
                 &mut warnings,
             )?);
         }

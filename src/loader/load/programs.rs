@@ -13,9 +13,10 @@ use crate::loader::spec::{Insn, ObjectSpec, ProgramSpec};
 use crate::sys::{self, bpf};
 
 /// The instructions PROG_LOAD gets for `prog`: a copy of the linked instructions with every
-/// load-time rewrite applied, in order. Today: map relocations (fds of the created `maps`).
-/// Anything else that must change instructions before PROG_LOAD (e.g. CO-RE field
-/// relocations against the kernel's BTF) belongs here, and nowhere else.
+/// load-time rewrite applied, in order: CO-RE relocations against the target BTF (done first by
+/// [`load_program`] through `core::hook::Context::apply`, which returns the patched copy this
+/// function receives), then map relocations (fds of the created `maps`). Anything else that must
+/// change instructions before PROG_LOAD belongs here, and nowhere else.
 pub fn finalize_insns(prog: &ProgramSpec, maps: &[Map]) -> Result<Vec<Insn>, LoadError> {
     let fds: Vec<i32> = maps.iter().map(|m| m.fd().as_raw_fd()).collect();
     let insns = reloc::apply_map_relocs(prog, &fds).map_err(|e| LoadError::Reloc {
@@ -60,6 +61,34 @@ pub(crate) fn load_program(
     prog: &ProgramSpec,
     maps: &[Map],
     btf_fd: Option<BorrowedFd<'_>>,
+    core: &crate::loader::core::hook::Context,
+    warnings: &mut Vec<String>,
+) -> Result<Program, LoadError> {
+    // CO-RE (and the attach BTF id) on a copy of the spec; what each relocation did is kept to
+    // explain a verifier rejection of a poisoned instruction.
+    let (prog, outcomes) = core.apply(spec, prog)?;
+    load_patched(spec, &prog, maps, btf_fd, warnings).map_err(|e| core_rejection(e, &outcomes))
+}
+
+/// A verifier rejection caused by a poisoned CO-RE instruction, told as the relocation in words.
+fn core_rejection(e: LoadError, outcomes: &[crate::loader::core::Outcome]) -> LoadError {
+    if let LoadError::Verifier { program, log, .. } = &e {
+        if let Some(reason) = crate::loader::core::hook::poisoned_reason(outcomes, log) {
+            return LoadError::CoreUnresolved {
+                program: program.clone(),
+                reason,
+                log: log.clone(),
+            };
+        }
+    }
+    e
+}
+
+fn load_patched(
+    spec: &ObjectSpec,
+    prog: &ProgramSpec,
+    maps: &[Map],
+    btf_fd: Option<BorrowedFd<'_>>,
     warnings: &mut Vec<String>,
 ) -> Result<Program, LoadError> {
     let insns = raw_insns(&finalize_insns(prog, maps)?);
@@ -77,6 +106,7 @@ pub(crate) fn load_program(
         license: &spec.license,
         kern_version,
         btf_fd,
+        attach_btf_id: prog.attach_btf_id,
         ..Default::default()
     };
     if btf_fd.is_some() && !func.is_empty() {
@@ -175,11 +205,11 @@ fn needs_attach_btf_id(prog_type: u32) -> bool {
 /// privilege: a program type we cannot give what it needs, or EPERM/EACCES although this
 /// process holds the capabilities. `None`: the caller reports the errno or the verifier log.
 fn refusal_reason(prog: &ProgramSpec, errno: &io::Error, log: &str) -> Option<String> {
-    if needs_attach_btf_id(prog.prog_type) {
+    if needs_attach_btf_id(prog.prog_type) && prog.attach_btf_id == 0 {
         return Some(
             "this program type needs attach_btf_id (the BTF id of the kernel function or hook \
-             it attaches to), which rawsnoop does not resolve; rawsnoop loads and attaches only \
-             tracepoint programs (SEC(\"tp/<category>/<name>\")): load only the programs you use \
+             it attaches to), which rawsnoop resolves only for SEC(\"tp_btf/<name>\"); rawsnoop loads and attaches \
+             tracepoint (tp/, tp_btf/, raw_tp/) programs: load only the programs you use \
              (LoadOptions::programs) or drop this one from the object"
                 .to_string(),
         );

@@ -250,6 +250,8 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
                 line_info_rec_size: if linked.line_info.is_empty() { 0 } else { 16 },
                 func_info: linked.func_info,
                 line_info: linked.line_info,
+                core_relos: linked.core_relos,
+                attach_btf_id: 0,
             });
         }
     }
