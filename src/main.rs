@@ -551,7 +551,7 @@ fn inspect(
         }
     }
     for p in paths {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let bytes = rawsnoop::loader::object::read_object_file(p)?;
         emit(&p.display().to_string(), &bytes)?;
     }
     Ok(())
@@ -677,8 +677,7 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
         ),
     };
     if let Some(path) = &cli.object {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        opts.object = Some(bytes);
+        opts.object = Some(rawsnoop::loader::object::read_object_file(path)?);
     }
     opts.uid = cli.uid;
     opts.btf = btf_source(&cli.btf);
@@ -767,7 +766,7 @@ fn trace(cli: &Cli) -> Result<()> {
     let mut clock = Clock::new();
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
-        eprintln!("rawsnoop: warning: {w}");
+        eprintln!("rawsnoop: warning: {}", rawsnoop::escape::escape_str(w));
     }
     if cli.verbose {
         eprintln!(
@@ -883,21 +882,13 @@ fn trace(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// The error and its causes, skipping a cause whose text the message already contains
-/// (our typed errors often quote their source).
+/// The error and its causes, outermost first, joined by ": ". Every error prints only its own
+/// message and chains its source, so nothing repeats and nothing needs stripping.
 fn render(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    e.chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn main() -> ExitCode {
@@ -923,7 +914,10 @@ fn main() -> ExitCode {
                     rawsnoop::loader::load::LoadError::Verifier { log, .. },
                 )) = e.downcast_ref::<TracerError>()
                 {
-                    eprintln!("Full verifier log:\n{log}");
+                    eprintln!(
+                        "Full verifier log:\n{}",
+                        rawsnoop::escape::escape_lines(log)
+                    );
                 }
             }
             eprintln!("rawsnoop: error: {}", render(&e));
