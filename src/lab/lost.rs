@@ -123,7 +123,9 @@ pub fn run(with_fence: bool, d: Duration) -> Result<LostWakeupRun, String> {
     let end = Instant::now() + d;
     let mut failed = None;
     while Instant::now() < end {
-        if let Err(err) = view.drain(&mut |_: &[u8]| ControlFlow::Continue(())) {
+        if let Err(err) = view.drain(&mut crate::consumer::NoObserver, &mut |_: &[u8]| {
+            ControlFlow::Continue(())
+        }) {
             failed = Some(err.to_string());
             break;
         }

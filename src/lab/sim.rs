@@ -107,10 +107,12 @@ impl SimRing {
     /// One pass of the consumer's real walk; returns the payloads it was handed.
     pub fn drain(&self) -> (Vec<Vec<u8>>, String) {
         let mut got = Vec::new();
-        let r = self.view().drain(&mut |rec: &[u8]| {
-            got.push(rec.to_vec());
-            ControlFlow::Continue(())
-        });
+        let r = self
+            .view()
+            .drain(&mut crate::consumer::NoObserver, &mut |rec: &[u8]| {
+                got.push(rec.to_vec());
+                ControlFlow::Continue(())
+            });
         let note = match r {
             Ok(_) => String::new(),
             Err(e) => format!(" (the walk stopped: {e})"),
