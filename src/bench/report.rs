@@ -254,9 +254,15 @@ fn ms(d: std::time::Duration) -> f64 {
 /// The storm results as a table, one row per tracer run.
 pub fn format_storm_table(results: &[StormResult]) -> String {
     let mut out = String::new();
+    let w = results
+        .iter()
+        .map(|r| r.tracer.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let _ = writeln!(
         out,
-        "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10} {:>9} {:>8} {:>22} {:>22} {:>9}",
+        "{:<w$} {:<16} {:<11} {:>7} {:>9} {:>10} {:>9} {:>8} {:>22} {:>22} {:>9}",
         "tracer",
         "transport",
         "wakeup",
@@ -273,8 +279,8 @@ pub fn format_storm_table(results: &[StormResult]) -> String {
         let lat = |p: &Percentiles| format!("{:.1}/{:.1}/{:.1}", ms(p.p50), ms(p.p95), ms(p.p99));
         let _ = writeln!(
             out,
-            "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10.0} {:>9.1} {:>8.3} {:>22} {:>22} {:>9.1}",
-            r.tracer,
+            "{:<w$} {:<16} {:<11} {:>7} {:>9} {:>10.0} {:>9.1} {:>8.3} {:>22} {:>22} {:>9.1}",
+            crate::output::escape(r.tracer.as_bytes()),
             r.transport,
             r.wakeup,
             r.execs,
