@@ -205,6 +205,17 @@ pub fn verdict(all: &[BenchResult]) -> String {
             s.consumer_ns_per_record(),
             records_per_wakeup(s).map_or("no wakeups".into(), |w| format!("{w:.0} records/wakeup")),
         );
+        if let (Some(wp), Some(ws)) = (records_per_wakeup(p), records_per_wakeup(s)) {
+            if wp >= ws {
+                let _ = writeln!(
+                    out,
+                    ": the per-record policy already woke us only every {wp:.0} records (the \
+                     kernel wakes a consumer that has caught up, and this one rarely had), so \
+                     there is no wakeup cost to tell apart here."
+                );
+                continue;
+            }
+        }
         match wakeup_cost(p, s) {
             Some((wake, base)) => {
                 let _ = writeln!(
@@ -383,6 +394,67 @@ mod tests {
         );
         assert!(lines[1].starts_with("{\"transport\":\"perfbuf\","));
         assert!(lines[1].contains("\"consumer_ns_per_record\":300.000000"));
+    }
+
+    #[test]
+    fn verdict_derives_the_wakeup_cost_and_the_perf_cause_from_the_numbers() {
+        use super::super::BenchWakeup;
+        let mk = |t, wakeup, consumed: u64, cpu_ms: u64, wakeups: u64| BenchResult {
+            wakeup,
+            wakeups,
+            ..result(t, consumed, cpu_ms, 0)
+        };
+        let sampled = BenchWakeup::Sampled {
+            threshold_bytes: 1 << 18,
+        };
+        // perf: 1 record per wakeup at 1000 ns, 1000 per wakeup at 10 ns -> ~990 ns a wakeup.
+        // ringbuf: 10 ns either way, woken every 1000 records in both.
+        let rs = [
+            mk(
+                Transport::Perfbuf,
+                BenchWakeup::PerRecord,
+                1_000_000,
+                1000,
+                1_000_000,
+            ),
+            mk(Transport::Perfbuf, sampled, 1_000_000, 10, 1000),
+            mk(
+                Transport::RingbufReserve,
+                BenchWakeup::PerRecord,
+                1_000_000,
+                10,
+                1000,
+            ),
+            mk(Transport::RingbufReserve, sampled, 1_000_000, 10, 1000),
+        ];
+        let v = verdict(&rs);
+        assert!(
+            v.contains("perfbuf: per-record wakeups 1000.0 ns/record"),
+            "{v}"
+        );
+        assert!(
+            v.contains("a wakeup costs the consumer about 1.0 us"),
+            "{v}"
+        );
+        assert!(v.contains("no wakeup cost to tell apart"), "{v}");
+        assert!(
+            v.contains("100.00x the ns/record with per-record wakeups, 1.00x with sampled"),
+            "{v}"
+        );
+        assert!(v.contains("perf's extra cost is its wakeups"), "{v}");
+        // Same numbers but a perf walk twice as dear even with few wakeups: the walk is blamed.
+        let mut rs2 = rs.clone();
+        rs2[1].consumer_cpu = Duration::from_millis(20);
+        assert!(verdict(&rs2).contains("perf's walk costs more per record"));
+        // Drain: nobody slept, so nothing is said about wakeups.
+        let drain: Vec<BenchResult> = rs
+            .iter()
+            .map(|r| BenchResult {
+                wakeups: 0,
+                ..r.clone()
+            })
+            .collect();
+        assert!(verdict(&drain).contains("never slept"));
     }
 
     #[test]
