@@ -373,12 +373,26 @@ impl Matcher {
     }
 }
 
-fn stderr_of(child: &mut Child) -> String {
-    let mut s = String::new();
+/// Reads the tracer's stderr on a thread (so a chatty tracer never blocks on a full pipe),
+/// keeping the last 4 KiB for error messages.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
+    let keep = Arc::new(Mutex::new(Vec::new()));
     if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut s);
+        let k = keep.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut v = k.lock().unwrap_or_else(|e| e.into_inner());
+                v.extend_from_slice(&buf[..n]);
+                let excess = v.len().saturating_sub(4096);
+                v.drain(..excess);
+            }
+        });
     }
-    crate::output::escape(s.trim().as_bytes())
+    keep
 }
 
 /// SIGINT to the tracer, then its whole-life CPU ticks from wait4 (it is reaped here).
@@ -436,23 +450,41 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(io("starting the tracer"))?;
+        .map_err(|source| BenchError::Spawn {
+            cmd: crate::output::escape(t.argv_display().as_bytes()),
+            source,
+        })?;
     let lines = Lines::spawn(&mut child, probe.marker.clone())?;
     let mut m = Matcher::default();
-    let tracer_died = |child: &mut Child, what: &str| {
-        let err = stderr_of(child);
+    let stderr = collect_stderr(&mut child);
+    let tracer_died = |child: &mut Child, what: &'static str| {
         let _ = child.kill();
         let _ = child.wait();
-        BenchError::Options(format!(
-            "storm: the tracer `{}` {what}: {err}",
-            crate::output::escape(t.argv_display().as_bytes())
-        ))
+        // Give the stderr reader a moment to see the end of the pipe.
+        std::thread::sleep(Duration::from_millis(50));
+        let err = {
+            let v = stderr.lock().unwrap_or_else(|e| e.into_inner());
+            crate::output::escape(String::from_utf8_lossy(&v).trim().as_bytes())
+        };
+        BenchError::Tracer {
+            cmd: crate::output::escape(t.argv_display().as_bytes()),
+            what,
+            stderr: if err.is_empty() {
+                "(empty)".into()
+            } else {
+                err
+            },
+        }
     };
 
     // 1. Start-up: probe every 2 ms until a line names one of them.
     let startup = loop {
         if launched.elapsed() > opts.startup_timeout {
-            return Err(tracer_died(&mut child, "printed no probe exec in time"));
+            return Err(tracer_died(
+                &mut child,
+                "printed no line naming an exec'd probe within the start-up timeout (it must \
+                 print each exec's pid and program name, one line each, to stdout)",
+            ));
         }
         if let Ok(Some(_)) = child.try_wait() {
             return Err(tracer_died(&mut child, "exited early"));
