@@ -304,6 +304,41 @@ pub fn format_storm_table(results: &[StormResult]) -> String {
             ms(r.startup)
         );
     }
+    for r in results.iter().filter(|r| r.storm_kernel_latency.count > 0) {
+        let p = (&r.storm_kernel_latency, &r.sparse_kernel_latency);
+        let _ = writeln!(
+            out,
+            "{}: kernel timestamp to line read, p50/95/99 ms: storm {:.1}/{:.1}/{:.1}, sparse \
+             {:.1}/{:.1}/{:.1}",
+            crate::output::escape(r.tracer.as_bytes()),
+            ms(p.0.p50),
+            ms(p.0.p95),
+            ms(p.0.p99),
+            ms(p.1.p50),
+            ms(p.1.p95),
+            ms(p.1.p99)
+        );
+    }
+    out
+}
+
+/// Kernel-timestamp latencies (only when the tracer printed its events' timestamps).
+fn kernel_latency_keys(r: &StormResult) -> String {
+    let mut out = String::new();
+    for (name, p) in [
+        ("kernel_latency", &r.storm_kernel_latency),
+        ("sparse_kernel_latency", &r.sparse_kernel_latency),
+    ] {
+        if p.count > 0 {
+            let _ = write!(
+                out,
+                ",\"{name}_p50_ms\":{},\"{name}_p95_ms\":{},\"{name}_p99_ms\":{}",
+                json_num(ms(p.p50)),
+                json_num(ms(p.p95)),
+                json_num(ms(p.p99))
+            );
+        }
+    }
     out
 }
 
@@ -318,7 +353,7 @@ pub fn format_storm_json_lines(results: &[StormResult]) -> String {
              \"ticks_per_20k_execs\":{},\"total_ticks\":{},\"wakeups_per_event\":{},\
              \"latency_p50_ms\":{},\"latency_p95_ms\":{},\"latency_p99_ms\":{},\
              \"sparse_execs\":{},\"sparse_captured\":{},\"sparse_p50_ms\":{},\"sparse_p95_ms\":{},\
-             \"sparse_p99_ms\":{},\"startup_ms\":{},\"storm_s\":{}}}",
+             \"sparse_p99_ms\":{},\"startup_ms\":{},\"storm_s\":{}{}}}",
             json_string(&r.tracer),
             json_string(&r.transport),
             json_string(&r.wakeup),
@@ -340,6 +375,7 @@ pub fn format_storm_json_lines(results: &[StormResult]) -> String {
             json_num(ms(r.sparse_latency.p99)),
             json_num(ms(r.startup)),
             json_num(r.storm_time.as_secs_f64()),
+            kernel_latency_keys(r),
         );
     }
     out
