@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+mod maps;
+
 use crate::loader::btf::Btf;
 use crate::loader::spec::{AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec, RelocKind};
 pub use crate::sys::uapi::{map_type_name, prog_type_name};
@@ -147,6 +149,8 @@ fn source_line(btf: Option<&Btf>, line_off: u32) -> String {
 fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
     let attach = match &p.attach {
         AttachPoint::Tracepoint { category, name } => format!("tracepoint {category}/{name}"),
+        AttachPoint::TpBtf { name } => format!("tp_btf {name}"),
+        AttachPoint::RawTracepoint { name } => format!("raw tracepoint {name}"),
         AttachPoint::None => "(none rawsnoop can attach)".to_string(),
     };
     let _ = writeln!(
@@ -257,6 +261,12 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             if m.freeze { ", frozen after load" } else { "" }
         );
     }
+    maps::teach(
+        &mut out,
+        spec,
+        crate::sys::mmap::page_size() as u64,
+        crate::sys::cpus::possible_cpus().map_or(1, |c| c.len() as u64),
+    );
     let _ = writeln!(out, "\nprograms ({}):", spec.programs.len());
     for p in &spec.programs {
         if with_insns {

@@ -1,5 +1,6 @@
 //! The rawsnoop command line: trace execs over one of three transports, and more.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use rawsnoop::consumer::{PerfOpts, RingOpts, TransportOptions, Wakeup};
 use rawsnoop::output;
 use rawsnoop::sys;
-use rawsnoop::tracer::{Lost, Tracer, TracerError, TracerOptions, Transport};
+use rawsnoop::tracer::{Lost, RingWakeup, Tracer, TracerError, TracerOptions, Transport};
 
 /// Trace every exec on the machine through BPF, printing `TIME EVENT PID COMM FILENAME`.
 ///
@@ -33,9 +34,55 @@ struct Cli {
     #[arg(long)]
     perfbuf: bool,
 
-    /// Print one JSON object per event instead of the table.
+    /// Print one JSON object per event instead of the table (every field, args included).
     #[arg(long)]
     json: bool,
+    /// libbpf-tools execsnoop's output, column for column (PCOMM PID PPID RET ARGS), with
+    /// its options -x -U -u -T -t -q -n -l --max-args and --cgroup (its -c).
+    #[arg(long)]
+    execsnoop: bool,
+    /// Any columns, in any order: time,event,pid,ppid,uid,comm,ret,filename,args,cgroup,
+    /// duration,exit (default: the demo's time,event,pid,comm,filename).
+    #[arg(long, value_name = "LIST", conflicts_with = "execsnoop")]
+    columns: Option<String>,
+    /// Also report process exits (EVENT EXIT) with the exit code or signal and the time
+    /// since the exec.
+    #[arg(long, conflicts_with = "execsnoop")]
+    exit: bool,
+    /// Include failed execs, RET the negative errno (execsnoop's -x).
+    #[arg(short = 'x', long)]
+    fails: bool,
+    /// --execsnoop: print the UID column.
+    #[arg(short = 'U', long, requires = "execsnoop")]
+    print_uid: bool,
+    /// --execsnoop: include a time column (HH:MM:SS, from the event's kernel timestamp).
+    #[arg(short = 'T', long, requires = "execsnoop")]
+    time: bool,
+    /// --execsnoop: include seconds since the start (from the kernel timestamp).
+    #[arg(short = 't', long, requires = "execsnoop")]
+    timestamp: bool,
+    /// --execsnoop: put quotemarks (") around arguments.
+    #[arg(short = 'q', long, requires = "execsnoop")]
+    quote: bool,
+    /// Only commands whose name contains NAME.
+    #[arg(short = 'n', long, value_name = "NAME")]
+    name: Option<String>,
+    /// Only commands whose arguments contain LINE.
+    #[arg(short = 'l', long, value_name = "LINE")]
+    line: Option<String>,
+    /// Arguments read per exec, 1..60 (more are shown as "...").
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_args: u32,
+    /// Only tasks in this cgroup v2 directory or below it (execsnoop's -c), filtered in
+    /// the kernel; e.g. /sys/fs/cgroup/unified/user.slice.
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// Only this process id (filtered in the kernel).
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Only children of this process id (filtered in the kernel).
+    #[arg(long, value_name = "PID")]
+    ppid: Option<u32>,
     /// Report only execs by this user id (set in the program's .rodata before load, so
     /// the kernel filters: other execs never reach the ring).
     #[arg(short = 'u', long, value_name = "UID")]
@@ -50,20 +97,32 @@ struct Cli {
     /// ringbuf or perf event array map, and the demo's `struct event`).
     #[arg(long, value_name = "PATH")]
     object: Option<PathBuf>,
-    /// Perf buffer pages per CPU (a power of two; default 8). Only with --perfbuf.
+    /// Perf buffer pages per CPU (a power of two, at most 65536; default 8). --perfbuf only.
     #[arg(long, value_name = "N")]
     perf_pages: Option<usize>,
     /// Perf buffer: wake up when this many bytes are waiting instead of on every record
-    /// (much cheaper under load; a 100 ms poll still drains the rest). Only with --perfbuf.
+    /// (much cheaper under load; a 100 ms poll still drains the rest). --perfbuf only.
     #[arg(long, value_name = "BYTES")]
     perf_watermark: Option<u32>,
-    /// Ring buffer size in bytes (power of two, multiple of the page size). Only with the
-    /// ring buffer transports.
+    /// Ring buffer size in bytes (power of two, multiple of the page size; default 256 KiB,
+    /// which holds 442 events without arguments (592 bytes each in the ring), about 370
+    /// with a typical 100 bytes of arguments via --ringbuf, 308 with --ringbuf-reserve
+    /// (its smallest size class with arguments is 848 bytes), and 31 at the 8264-byte
+    /// maximum). --ringbuf/--ringbuf-reserve only.
     #[arg(long, value_name = "BYTES")]
     ringbuf_size: Option<u32>,
+    /// Ring buffer wakeups: "adaptive" (default: the BPF program wakes us only when 64 KiB
+    /// wait or the last wakeup is older than 5 ms; a lone exec always wakes us at once) or
+    /// "kernel" (flags 0: a wakeup per record whenever we have caught up).
+    #[arg(long, value_name = "POLICY", default_value = "adaptive")]
+    wakeup: String,
     /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
+    /// BTF that CO-RE relocations resolve against: a BTF file (e.g. from BTFHub, for a kernel
+    /// without /sys/kernel/btf/vmlinux) or `none`. Default: the running kernel's.
+    #[arg(long, value_name = "PATH|none")]
+    btf: Option<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -79,10 +138,144 @@ enum Command {
         /// Leave out the instruction listings.
         #[arg(long)]
         no_insns: bool,
+        /// Also resolve every CO-RE relocation against the target BTF and show candidates,
+        /// the choice, values and instructions before and after patching.
+        #[arg(long)]
+        core: bool,
+        /// Target BTF for --core (a file, or `none`); default the running kernel's.
+        #[arg(long, value_name = "PATH|none")]
+        btf: Option<String>,
     },
+    /// Kernel BTF tools.
+    #[command(subcommand)]
+    Btf(BtfCommand),
     /// Measure what each transport costs on this machine: a BPF producer on the getpgid
     /// tracepoint emits batches of records while our consumer drains them.
     Bench(BenchArgs),
+    /// A private BPF ring buffer (and a one-page perf buffer) in the real kernel, driven one
+    /// command at a time (`output 20`, `reserve 8 --discard`, `consume`, `fill 20`, `show`,
+    /// `perf output N`, ...) by tiny programs run with BPF_PROG_TEST_RUN: nothing is attached.
+    /// Commands come from the arguments, else from stdin, one per line.
+    Lab(LabArgs),
+    /// Write a Markdown guide to the ring buffer and the perf buffer filled with this
+    /// machine's values (page size, mmap offsets, a real wrapped record as an annotated
+    /// hexdump, a wakeup timeline, the perf memory bill, what this kernel has).
+    Guide {
+        /// Where to write the guide.
+        #[arg(long, value_name = "FILE.md")]
+        out: PathBuf,
+        /// How long to wait for the one exec the guide traces, in seconds.
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        seconds: f64,
+    },
+}
+
+/// `rawsnoop lab` options.
+#[derive(clap::Args, Debug)]
+struct LabArgs {
+    /// Commands, one per argument (e.g. `rawsnoop lab 'fill 20' consume`).
+    commands: Vec<String>,
+    /// Ring buffer data size (a power of two, a multiple of the page size).
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    size: u64,
+    /// How long to wait for a wakeup after each command, in milliseconds.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    wait_ms: u64,
+    /// SIMULATED: out-of-order commits with a BUSY head, walked by the real consumer's code.
+    #[arg(long, conflicts_with = "lost_wakeup")]
+    sim: bool,
+    /// A stress producer against a consumer with and without the fence: how often the one
+    /// without it stalls on this machine.
+    #[arg(long)]
+    lost_wakeup: bool,
+    /// Seconds for --lost-wakeup (per consumer).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    seconds: f64,
+}
+
+fn guide(out: &PathBuf, seconds: f64) -> Result<()> {
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        anyhow::bail!("--seconds must be more than 0 and at most 600");
+    }
+    let text = rawsnoop::guide::generate(rawsnoop::guide::GuideOptions {
+        trace_for: Duration::from_secs_f64(seconds),
+    })?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("rawsnoop: wrote {}", out.display());
+    Ok(())
+}
+
+fn lab(args: &LabArgs) -> Result<()> {
+    use rawsnoop::lab;
+    if args.sim {
+        print!("{}", lab::sim::busy_head_demo());
+        return Ok(());
+    }
+    if args.lost_wakeup {
+        if !(args.seconds > 0.0 && args.seconds <= 600.0) {
+            anyhow::bail!("--seconds must be more than 0 and at most 600");
+        }
+        let report = lab::sim::lost_wakeup_demo(Duration::from_secs_f64(args.seconds));
+        print!("{report}");
+        return Ok(());
+    }
+    let opts = lab::LabOptions {
+        size: args.size,
+        wait: Duration::from_millis(args.wait_ms),
+    };
+    let stdin = io::stdin();
+    let failed = lab::session::run(
+        opts,
+        &args.commands,
+        &mut stdin.lock(),
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    )?;
+    if failed > 0 {
+        anyhow::bail!("{failed} lab command(s) failed (see above)");
+    }
+    Ok(())
+}
+
+/// `rawsnoop btf ...`.
+#[derive(Subcommand, Debug)]
+enum BtfCommand {
+    /// Print BTF as a C header (a `vmlinux.h` with preserve_access_index, as bpftool's
+    /// `btf dump file PATH format c`). PATH defaults to /sys/kernel/btf/vmlinux.
+    Dump {
+        path: Option<PathBuf>,
+        /// Output format: `c` (a compilable header) or `raw` (one line per type).
+        #[arg(long, default_value = "c")]
+        format: String,
+    },
+}
+
+fn btf_source(arg: &Option<String>) -> rawsnoop::loader::core::BtfSource {
+    arg.as_deref().map_or_else(
+        rawsnoop::loader::core::BtfSource::default,
+        rawsnoop::loader::core::BtfSource::from_arg,
+    )
+}
+
+fn btf_dump(path: &Option<PathBuf>, format: &str) -> Result<()> {
+    let path = path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(rawsnoop::loader::core::target::VMLINUX_BTF));
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let btf = rawsnoop::loader::btf::Btf::parse(&bytes)
+        .with_context(|| format!("parsing BTF from {}", path.display()))?;
+    let text = match format {
+        "c" => rawsnoop::loader::btf::dump_c::dump_c(&btf),
+        "raw" => (1..btf.types_len())
+            .map(|id| btf.format_raw(id) + "\n")
+            .collect(),
+        other => anyhow::bail!("--format must be `c` or `raw` (got `{other}`)"),
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `rawsnoop bench` options.
@@ -362,12 +555,19 @@ fn storm(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(paths: &[PathBuf], no_insns: bool) -> Result<()> {
+fn inspect(
+    paths: &[PathBuf],
+    no_insns: bool,
+    core: Option<rawsnoop::loader::core::BtfSource>,
+) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut emit = |name: &str, bytes: &[u8]| -> Result<()> {
         let spec = rawsnoop::loader::ObjectSpec::parse(bytes)
             .with_context(|| format!("reading {name}"))?;
-        let text = rawsnoop::inspect::describe(name, &spec, !no_insns);
+        let mut text = rawsnoop::inspect::describe(name, &spec, !no_insns);
+        if let Some(source) = &core {
+            text.push_str(&rawsnoop::inspect_core::describe_core(name, &spec, source));
+        }
         match writeln!(out, "{text}") {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
             other => Ok(other?),
@@ -442,15 +642,137 @@ fn report_lost(lost: Lost) {
     }
 }
 
-fn trace(cli: &Cli) -> Result<()> {
-    let mut opts = TracerOptions::new(transport(cli));
+/// The adaptive wakeup's settings (bpf/ringbuf_wakeup.h).
+const WAKEUP_INTERVAL: Duration = Duration::from_millis(5);
+const WAKEUP_THRESHOLD: u64 = 64 * 1024;
+/// Largest -d: about three years.
+const MAX_DURATION_SECS: f64 = 1e8;
+
+/// Every option checked before anything is loaded: a clear error, never a panic later.
+fn validate(cli: &Cli) -> Result<TracerOptions> {
+    let t = transport(cli);
+    let mut opts = TracerOptions::new(t);
+    if let Some(d) = cli.duration {
+        if !(d.is_finite() && d > 0.0 && d <= MAX_DURATION_SECS) {
+            anyhow::bail!(
+                "-d/--duration must be a number of seconds above 0 and at most {MAX_DURATION_SECS:e} (got {d})"
+            );
+        }
+    }
+    if cli.uid == Some(u32::MAX) {
+        anyhow::bail!("-u/--uid 4294967295 is (uid_t)-1, no user's id: give a real uid");
+    }
+    if cli.pid == Some(u32::MAX) || cli.ppid == Some(u32::MAX) {
+        anyhow::bail!("--pid/--ppid 4294967295 is not a process id");
+    }
+    // Each transport's own settings, refused on the others (the types keep them apart).
     opts.transport = transport_options(cli)?;
+    if !(1..=rawsnoop::event::ext::TOTAL_MAX_ARGS).contains(&cli.max_args) {
+        anyhow::bail!(
+            "--max-args must be between 1 and {} (got {})",
+            rawsnoop::event::ext::TOTAL_MAX_ARGS,
+            cli.max_args
+        );
+    }
+    opts.ring_wakeup = match cli.wakeup.as_str() {
+        "adaptive" => RingWakeup::Adaptive {
+            threshold: WAKEUP_THRESHOLD,
+            interval: WAKEUP_INTERVAL,
+        },
+        "kernel" => RingWakeup::Kernel,
+        other => anyhow::bail!(
+            "unknown --wakeup '{}': use adaptive or kernel",
+            output::escape(other.as_bytes())
+        ),
+    };
     if let Some(path) = &cli.object {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         opts.object = Some(bytes);
     }
     opts.uid = cli.uid;
+    opts.btf = btf_source(&cli.btf);
+    opts.pid = cli.pid;
+    opts.ppid = cli.ppid;
+    opts.max_args = cli.max_args;
+    opts.exit = cli.exit;
+    opts.failed = cli.fails;
+    if let Some(path) = &cli.cgroup {
+        let (id, level) = sys::cgroup::id_and_level(path)?;
+        opts.cgroup = Some(rawsnoop::tracer::CgroupFilter { id, level });
+    }
+    Ok(opts)
+}
+
+/// How lines look.
+enum Format {
+    Columns(Vec<output::Column>),
+    Execsnoop(output::ExecsnoopFormat),
+    Json,
+}
+
+/// Kernel timestamps (CLOCK_MONOTONIC ns) to wall-clock time.
+struct Clock {
+    start_mono: u64,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC at the start, in ns.
+    offset: i128,
+    /// The last HH:MM:SS made, by Unix second.
+    cached: (i64, String),
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let mono = sys::time::monotonic_ns();
+        let real = sys::time::realtime_ns();
+        Clock {
+            start_mono: mono,
+            offset: real as i128 - mono as i128,
+            cached: (i64::MIN, String::new()),
+        }
+    }
+    /// Unix time of a kernel timestamp (now for an event without one).
+    fn unix_ns(&self, ts: Option<u64>) -> i128 {
+        match ts {
+            Some(ts) => ts as i128 + self.offset,
+            None => sys::time::realtime_ns() as i128,
+        }
+    }
+    fn hms(&mut self, ts: Option<u64>) -> &str {
+        let secs = (self.unix_ns(ts) / 1_000_000_000) as i64;
+        if self.cached.0 != secs {
+            self.cached = (secs, sys::time::local_hms_at(secs));
+        }
+        &self.cached.1
+    }
+    fn since_start(&self, ts: Option<u64>) -> f64 {
+        let now = ts.unwrap_or_else(sys::time::monotonic_ns);
+        now.saturating_sub(self.start_mono) as f64 / 1e9
+    }
+}
+
+fn trace(cli: &Cli) -> Result<()> {
+    let mut opts = validate(cli)?;
+    let format = if cli.json {
+        Format::Json
+    } else if cli.execsnoop {
+        Format::Execsnoop(output::ExecsnoopFormat {
+            time: cli.time,
+            timestamp: cli.timestamp,
+            uid: cli.print_uid,
+            quote: cli.quote,
+            max_args: cli.max_args,
+        })
+    } else if let Some(list) = &cli.columns {
+        Format::Columns(output::Column::parse_list(list).map_err(anyhow::Error::msg)?)
+    } else {
+        Format::Columns(output::DEMO_COLUMNS.to_vec())
+    };
+    opts.args = match &format {
+        Format::Json | Format::Execsnoop(_) => opts.object.is_none(),
+        Format::Columns(cols) => cols.contains(&output::Column::Args),
+    } || cli.line.is_some();
+    let max_args = cli.max_args;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
+    let mut clock = Clock::new();
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
         eprintln!("rawsnoop: warning: {w}");
@@ -462,55 +784,92 @@ fn trace(cli: &Cli) -> Result<()> {
             opts.transport.transport().name()
         );
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if !cli.json {
-        writeln!(out, "{}", output::header())?;
+    let mut out = io::stdout().lock();
+    let mut batch = String::with_capacity(64 * 1024);
+    match &format {
+        Format::Columns(cols) => writeln!(batch, "{}", output::columns_header(cols))?,
+        Format::Execsnoop(f) => writeln!(batch, "{}", f.header())?,
+        Format::Json => {}
     }
+    out.write_all(batch.as_bytes())?;
     out.flush()?;
+    batch.clear();
     let deadline = cli
         .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    // After a drain that found data, poll again soon: with adaptive wakeups the last
+    // records of a burst may have been sent without one.
+    let short = match opts.ring_wakeup {
+        RingWakeup::Adaptive { interval, .. }
+            if opts.transport.transport() != Transport::Perfbuf =>
+        {
+            Some(interval * 2)
+        }
+        _ => None,
+    };
+    let mut busy = false;
     let mut seen = 0u64;
-    let mut write_err: Option<io::Error> = None;
     while !sys::signal::stop_requested() {
         if deadline.is_some_and(|d| Instant::now() >= d) || cli.count.is_some_and(|c| seen >= c) {
             break;
         }
+        let mut timeout = Duration::from_millis(100);
+        if let (true, Some(s)) = (busy, short) {
+            timeout = s;
+        }
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
+        }
         let res = tracer.poll(
-            Some(Duration::from_millis(100)),
+            Some(timeout),
             |e| {
                 if cli.count.is_some_and(|c| seen >= c) {
                     return ControlFlow::Break(());
                 }
-                let line = if cli.json {
-                    output::json_line(sys::time::unix_time(), &e)
-                } else {
-                    output::text_line(&sys::time::local_hms(), &e)
-                };
-                seen += 1;
-                match writeln!(out, "{line}") {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(err) => {
-                        write_err = Some(err);
-                        ControlFlow::Break(())
+                if !output::execsnoop_match(&e, cli.name.as_deref(), cli.line.as_deref()) {
+                    return ControlFlow::Continue(());
+                }
+                let ts = e.ts_ns();
+                match &format {
+                    Format::Json => {
+                        let unix = clock.unix_ns(ts) as f64 / 1e9;
+                        batch.push_str(&output::json_line(unix, &e, max_args));
+                    }
+                    Format::Execsnoop(f) => {
+                        if e.kind() != rawsnoop::event::Kind::Exec {
+                            return ControlFlow::Continue(());
+                        }
+                        let since = clock.since_start(ts);
+                        let hms = clock.hms(ts).to_string();
+                        f.line(&mut batch, &e, &hms, since);
+                    }
+                    Format::Columns(cols) => {
+                        let cx = output::LineContext {
+                            time: clock.hms(ts),
+                            max_args,
+                        };
+                        output::columns_line(&mut batch, cols, &e, &cx);
                     }
                 }
+                batch.push('\n');
+                seen += 1;
+                ControlFlow::Continue(())
             },
             report_lost,
         );
         match res {
-            Ok(_) => {}
+            Ok(n) => busy = n > 0,
             // A signal interrupted epoll_wait: the loop condition decides.
             Err(TracerError::Consumer(e)) if e.is_interrupted() => {}
             Err(e) => return Err(e.into()),
         }
-        if write_err.is_none() {
-            if let Err(e) = out.flush() {
-                write_err = Some(e);
-            }
+        if batch.is_empty() {
+            continue;
         }
-        if let Some(e) = write_err.take() {
+        // One write per drain, done before we sleep again.
+        let res = out.write_all(batch.as_bytes()).and_then(|()| out.flush());
+        batch.clear();
+        if let Err(e) = res {
             // A closed stdout (`rawsnoop | head -3`) ends the trace quietly.
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return Ok(());
@@ -542,8 +901,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match &cli.command {
         None => trace(&cli),
-        Some(Command::Inspect { paths, no_insns }) => inspect(paths, *no_insns),
+        Some(Command::Inspect {
+            paths,
+            no_insns,
+            core,
+            btf,
+        }) => inspect(paths, *no_insns, core.then(|| btf_source(btf))),
+        Some(Command::Btf(BtfCommand::Dump { path, format })) => btf_dump(path, format),
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Lab(args)) => lab(args),
+        Some(Command::Guide { out, seconds }) => guide(out, *seconds),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

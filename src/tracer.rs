@@ -42,6 +42,23 @@ pub enum TracerError {
     Probe(#[source] std::io::Error),
 }
 
+/// When a ring buffer record wakes the consumer (`bpf/ringbuf_wakeup.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingWakeup {
+    /// Flags 0: the kernel wakes us for a record when we had read everything before it.
+    Kernel,
+    /// `BPF_RB_NO_WAKEUP` unless `threshold` bytes wait or the last wakeup is older than
+    /// `interval`; then `BPF_RB_FORCE_WAKEUP`.
+    Adaptive { threshold: u64, interval: Duration },
+}
+
+/// A cgroup v2 to trace: its id (the directory's inode number) and depth below the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFilter {
+    pub id: u64,
+    pub level: u32,
+}
+
 /// What to trace with.
 #[derive(Debug, Clone)]
 pub struct TracerOptions {
@@ -51,6 +68,23 @@ pub struct TracerOptions {
     pub object: Option<Vec<u8>>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
+    /// Only this process (tgid) / the children of this one.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    /// Only tasks in this cgroup v2 or below it.
+    pub cgroup: Option<CgroupFilter>,
+    /// Read the arguments at sys_enter_execve(at).
+    pub args: bool,
+    /// Report failed execs (from sys_exit_execve(at)); implies reading the arguments.
+    pub failed: bool,
+    /// Report process exits.
+    pub exit: bool,
+    /// Arguments read per exec, 1..=60 (execsnoop's --max-args).
+    pub max_args: u32,
+    /// Ring buffer wakeups (the perf buffer uses `perf_wakeup`).
+    pub ring_wakeup: RingWakeup,
+    /// BTF that CO-RE relocations resolve against (`--btf`).
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl TracerOptions {
@@ -59,8 +93,50 @@ impl TracerOptions {
             transport: transport.default_options(),
             object: None,
             uid: None,
+            pid: None,
+            ppid: None,
+            cgroup: None,
+            args: false,
+            failed: false,
+            exit: false,
+            max_args: 20,
+            ring_wakeup: RingWakeup::Kernel,
+            btf: crate::loader::core::BtfSource::Kernel,
         }
     }
+
+    /// True when these options need rawsnoop's own programs (not a user's demo object).
+    fn needs_builtin(&self) -> bool {
+        self.pid.is_some()
+            || self.ppid.is_some()
+            || self.cgroup.is_some()
+            || self.args
+            || self.failed
+            || self.exit
+    }
+}
+
+/// Offsets of `real_parent`, `tgid` and `exit_code` in the running kernel's `struct
+/// task_struct`, from /sys/kernel/btf/vmlinux (`None` without kernel BTF).
+pub fn task_offsets() -> Option<(u32, u32, u32)> {
+    use crate::loader::btf::{Btf, BtfKind, BtfType};
+    static CACHE: std::sync::OnceLock<Option<(u32, u32, u32)>> = std::sync::OnceLock::new();
+    *CACHE.get_or_init(|| {
+        let bytes = std::fs::read("/sys/kernel/btf/vmlinux").ok()?;
+        let btf = Btf::parse(&bytes).ok()?;
+        let id = btf.find_by_name("task_struct", BtfKind::Struct)?;
+        let Ok(BtfType::Struct { members, .. }) = btf.type_by_id(id) else {
+            return None;
+        };
+        let off = |name: &str| {
+            members
+                .iter()
+                .find(|m| btf.string_at(m.name_off).ok() == Some(name))
+                .filter(|m| m.bitfield_size == 0 && m.offset_bits % 8 == 0)
+                .map(|m| m.offset_bits / 8)
+        };
+        Some((off("real_parent")?, off("tgid")?, off("exit_code")?))
+    })
 }
 
 /// Data the tracer could not deliver.
@@ -75,7 +151,7 @@ pub enum Lost {
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
     // Field order is drop order: detach first, then the consumer, then the maps.
-    link: Link,
+    links: Vec<Link>,
     reader: Reader,
     object: Object,
     layout: EventLayout,
@@ -152,42 +228,152 @@ impl Tracer {
                 ))
             })?
             .to_string();
+        // Without a BTF `struct event`: ours for the built-in objects, the demo's otherwise.
+        let fallback = if opts.object.is_some() {
+            event::DEMO_LAYOUT
+        } else {
+            BUILTIN_LAYOUT
+        };
         let layout = match &spec.btf {
-            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(BUILTIN_LAYOUT),
-            None => BUILTIN_LAYOUT,
+            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(fallback),
+            None => fallback,
         };
         if transport.uses_ringbuf()
             && !sys::probe::ringbuf_supported().map_err(TracerError::Probe)?
         {
             return Err(TracerError::NoRingbuf);
         }
+        // Resolve the tracepoint before anything is loaded (a missing or closed tracefs is
+        // reported first), and load only the program we attach.
+        let prog_spec = spec
+            .program(&prog_name)
+            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
+        let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
         let mut load_opts = LoadOptions::default();
+        load_opts.btf = opts.btf.clone();
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
-        if let Some(uid) = opts.uid {
-            let var = spec.global_var("filter_uid").filter(|v| v.size == 4).ok_or_else(|| {
-                TracerError::Missing(
-                    "`const volatile __u32 filter_uid` in .rodata, which --uid sets (the built-in objects have it)"
-                        .into(),
-                )
-            })?;
-            load_opts
-                .data_patches
-                .push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
+        if opts.object.is_some() && opts.needs_builtin() {
+            return Err(TracerError::Missing(
+                "rawsnoop's programs and event (--object takes the demo's program; --pid, \
+                 --ppid, --cgroup, arguments, failed execs and --exit need the built-in objects)"
+                    .into(),
+            ));
         }
+        // `.rodata` configuration: (name, bytes); a missing variable is an error only
+        // when the user asked for what it does.
+        let mut set = |name: &str, bytes: Vec<u8>, required: bool| -> Result<(), TracerError> {
+            match spec.global_var(name).filter(|v| v.size == bytes.len()) {
+                Some(var) => {
+                    load_opts.data_patches.push((var.section, var.offset, bytes));
+                    Ok(())
+                }
+                None if required => Err(TracerError::Missing(format!(
+                    "`const volatile` `{name}` ({} bytes) in .rodata (the built-in objects have it)",
+                    bytes.len()
+                ))),
+                None => Ok(()),
+            }
+        };
+        if let Some(uid) = opts.uid {
+            set("filter_uid", uid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(pid) = opts.pid {
+            set("filter_pid", pid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(ppid) = opts.ppid {
+            set("filter_ppid", ppid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(cg) = opts.cgroup {
+            set("filter_cgroup_id", cg.id.to_ne_bytes().to_vec(), true)?;
+            set("filter_cgroup_level", cg.level.to_ne_bytes().to_vec(), true)?;
+        }
+        let want_args = opts.args || opts.failed;
+        set(
+            "want_args",
+            u32::from(want_args).to_ne_bytes().to_vec(),
+            want_args,
+        )?;
+        set(
+            "want_failed",
+            u32::from(opts.failed).to_ne_bytes().to_vec(),
+            opts.failed,
+        )?;
+        set(
+            "want_exit",
+            u32::from(opts.exit).to_ne_bytes().to_vec(),
+            opts.exit,
+        )?;
+        set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
+        let mut warnings = Vec::new();
+        if opts.object.is_none() {
+            match task_offsets() {
+                Some((parent, tgid, code)) => {
+                    set("task_real_parent_off", parent.to_ne_bytes().to_vec(), false)?;
+                    set("task_tgid_off", tgid.to_ne_bytes().to_vec(), false)?;
+                    set("task_exit_code_off", code.to_ne_bytes().to_vec(), false)?;
+                }
+                None => warnings.push(
+                    "no kernel BTF (/sys/kernel/btf/vmlinux): parent pids and exit codes are \
+                     unknown (shown as -1)"
+                        .to_string(),
+                ),
+            }
+        }
+        if let RingWakeup::Adaptive {
+            threshold,
+            interval,
+        } = opts.ring_wakeup
+        {
+            if transport.uses_ringbuf() {
+                let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+                // A user's object without these keeps the kernel's policy.
+                set("wakeup_policy", 1u32.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_threshold", threshold.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_interval_ns", ns.to_ne_bytes().to_vec(), false)?;
+            }
+        }
+        // The programs the options need, EXEC last: an exec is then never seen by
+        // handle_exec before its syscall entry was recorded. Only these are loaded.
+        let mut names: Vec<String> = Vec::new();
+        if want_args {
+            names.extend(
+                [
+                    "handle_enter_execve",
+                    "handle_enter_execveat",
+                    "handle_exit_execve",
+                    "handle_exit_execveat",
+                ]
+                .map(String::from),
+            );
+        }
+        if opts.exit {
+            names.push("handle_exit".into());
+        }
+        names.push(prog_name.clone());
+        load_opts.programs = Some(names.clone());
         let object = Object::load_with(&spec, &load_opts)?;
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
         let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
-        let prog = object
-            .program(&prog_name)
-            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
-        let link = attach::attach(prog)?;
-        let warnings = object.warnings.clone();
+        let mut links = Vec::with_capacity(names.len());
+        for name in &names {
+            let prog = object
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            // The exec program's tracepoint was resolved before anything was loaded.
+            links.push(if *name == prog_name {
+                attach::attach_resolved(prog, &tracepoint)?
+            } else {
+                attach::attach(prog)?
+            });
+        }
+        links.reverse();
+        warnings.extend(object.warnings.iter().cloned());
         Ok(Tracer {
-            link,
+            links,
             reader,
             object,
             layout,
@@ -199,7 +385,7 @@ impl Tracer {
 
     /// How the program is attached (`bpf_link` or `perf_event_ioctl`).
     pub fn link_kind(&self) -> &'static str {
-        self.link.kind()
+        self.links.first().map_or("none", Link::kind)
     }
 
     pub fn object(&self) -> &Object {

@@ -307,3 +307,37 @@ fn inspect_explains_builtin_and_foreign_objects() {
         );
     }
 }
+
+#[test]
+fn perf_link_support_is_probed() {
+    use rawsnoop::loader::attach;
+    if !common::bpf_allowed("perf_link_support_is_probed") {
+        return;
+    }
+    let probed = attach::perf_link_supported();
+    assert_eq!(
+        probed,
+        attach::perf_link_supported(),
+        "probed once, same answer"
+    );
+    // The matrix kernels are upstream ones, where perf links arrived in 5.15 (a distro
+    // kernel may have them earlier: that is why the loader probes).
+    if let Some(v) = rawsnoop::sys::kernel::version() {
+        assert_eq!(probed, v >= KernelVersion(5, 15, 0), "kernel {v}");
+    }
+    // And attaching uses what the probe found.
+    let spec = ObjectSpec::parse(Transport::Perfbuf.builtin_object()).expect("parses");
+    let name = spec.programs[0].name.clone();
+    let obj = Object::load_with(
+        &spec,
+        &rawsnoop::loader::load::LoadOptions::default().only_program(&name),
+    )
+    .expect("loads");
+    let link = attach::attach(obj.program(&name).expect("loaded")).expect("attaches");
+    let want = if probed {
+        "bpf_link"
+    } else {
+        "perf_event_ioctl"
+    };
+    assert_eq!(link.kind(), want);
+}

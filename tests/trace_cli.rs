@@ -136,7 +136,9 @@ fn default_transport_is_ringbuf_reserve_and_json_works() {
     assert!(attached.ends_with("over ringbuf-reserve"), "{attached}");
     let pid = exec_n(&probe, 1)[0];
     let want = format!(
-        "\"pid\":{pid},\"comm\":\"rsnp-json\",\"filename\":\"{}\"}}",
+        "\"pid\":{pid},\"ppid\":{},\"uid\":0,\"comm\":\"rsnp-json\",\"ret\":0,\"filename\":\"{}\",\"args\":[\"{}\"],",
+        std::process::id(),
+        probe.display(),
         probe.display()
     );
     loop {

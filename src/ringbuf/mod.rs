@@ -24,7 +24,7 @@ use crate::sys::bpf;
 use crate::sys::mmap::{page_size, Mmap, Prot};
 use crate::sys::probe::BPF_F_RB_OVERWRITE;
 
-use walk::RingView;
+pub(crate) use walk::RingView;
 pub use walk::{BUSY_BIT, DISCARD_BIT, HDR_SZ};
 
 /// Map ids of the rings a `RingBuf` in this process currently consumes.

@@ -3,6 +3,7 @@
 //! (or a plain value); the layers above add context.
 
 pub mod bpf;
+pub mod cgroup;
 pub mod cpus;
 pub mod epoll;
 pub mod eventfd;

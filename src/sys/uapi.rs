@@ -34,6 +34,8 @@ pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 pub const BPF_PROG_TYPE_SCHED_ACT: u32 = 4;
 pub const BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: u32 = 24;
 pub const BPF_PROG_TYPE_LSM: u32 = 29;
+pub const BPF_PROG_TYPE_STRUCT_OPS: u32 = 27;
+pub const BPF_PROG_TYPE_EXT: u32 = 28;
 pub const BPF_PROG_TYPE_SYSCALL: u32 = 31;
 
 // Attach types (enum bpf_attach_type) the section names imply.

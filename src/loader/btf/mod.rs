@@ -9,14 +9,17 @@
 //! (printing), [`fixup`] (DATASEC sizes/offsets), [`sanitize`] (feature fallbacks + probe blobs),
 //! [`ext`] (.BTF.ext).
 
+pub mod dump_c;
 mod encode;
 mod error;
 pub mod ext;
 pub mod fixup;
 pub mod format;
+pub mod index;
 mod parse;
 mod query;
 pub mod sanitize;
+mod split;
 pub mod types;
 
 #[cfg(test)]
@@ -31,6 +34,7 @@ mod testutil;
 pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 pub use fixup::fixup_datasecs;
+pub use index::{essential_name, NameIndex};
 pub use query::PTR_SIZE;
 pub use sanitize::{probe_blob, sanitize, BtfFeatureKind, BtfFeatures};
 pub use types::{BtfKind, BtfType, EnumValue, Member, Param, VarSecinfo};
