@@ -456,15 +456,37 @@ fn storm(args: &BenchArgs) -> Result<()> {
         .split_whitespace()
         .map(Into::into)
         .collect();
+    // Whether this build's tracer has ring buffer wakeup policies (`--wakeup`).
+    let ring_wakeup_flag = {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_arguments()
+            .any(|a| a.get_long() == Some("wakeup"))
+    };
     if !args.only_cmd {
         for &t in &transports {
             for &p in policies {
-                // Sampled wakeups: the perf watermark (a quarter of the 8-page default
-                // buffer). The ring buffer's policy comes from the tracer's own options.
+                // Per-record: the kernel's own rule (a wakeup whenever we had caught up);
+                // sampled: the tracer's adaptive ring wakeups where this build has them
+                // (`--wakeup`), the perf watermark (a quarter of the 8-page default ring).
                 let flags: Vec<String> = match (t, p) {
+                    (_, "per-record") if ring_wakeup_flag && t != BenchTransport::Perfbuf => {
+                        vec![
+                            format!("--{}", t.name()),
+                            "--wakeup".into(),
+                            "kernel".into(),
+                        ]
+                    }
                     (_, "per-record") => vec![format!("--{}", t.name())],
                     (BenchTransport::Perfbuf, _) => {
                         vec!["--perfbuf".into(), "--perf-watermark".into(), "8192".into()]
+                    }
+                    _ if ring_wakeup_flag => {
+                        vec![
+                            format!("--{}", t.name()),
+                            "--wakeup".into(),
+                            "adaptive".into(),
+                        ]
                     }
                     _ => {
                         eprintln!(
@@ -488,12 +510,27 @@ fn storm(args: &BenchArgs) -> Result<()> {
     }
     for cmd in &args.tracer_cmd {
         let argv: Vec<std::ffi::OsString> = cmd.split_whitespace().map(Into::into).collect();
+        // The label: the program's file name (past `stdbuf -oL`/`nice`) and its arguments.
+        let skip = argv
+            .iter()
+            .take_while(|a| matches!(a.to_str(), Some("stdbuf" | "-oL" | "nice")))
+            .count();
         let name = argv
             .iter()
-            .map(std::path::Path::new)
-            .find(|a| !matches!(a.to_str(), Some("stdbuf" | "-oL" | "nice")))
-            .and_then(|a| a.file_name())
-            .map_or_else(|| cmd.clone(), |n| n.to_string_lossy().into_owned());
+            .enumerate()
+            .map(|(i, a)| {
+                if i == skip {
+                    std::path::Path::new(a)
+                        .file_name()
+                        .unwrap_or(a)
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    a.to_string_lossy().into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         anyhow::ensure!(!argv.is_empty(), "--tracer-cmd is empty");
         opts.tracers.push(StormTracer {
             tracer: name,
