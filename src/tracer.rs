@@ -258,8 +258,10 @@ impl Tracer {
             .program(&prog_name)
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
-        let mut load_opts = LoadOptions::default();
-        load_opts.btf = opts.btf.clone();
+        let mut load_opts = LoadOptions {
+            btf: opts.btf.clone(),
+            ..LoadOptions::default()
+        };
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
