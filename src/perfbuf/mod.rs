@@ -197,7 +197,9 @@ impl PerfBuf {
         F: FnMut(PerfRecord<'_>) -> ControlFlow<()>,
     {
         if self.cpu_checked.elapsed() >= CPU_CHECK_EVERY {
-            self.add_online_cpus()?;
+            // A CPU that comes and goes between the sysfs read and perf_event_open fails
+            // here; the data already flowing must not stop for it: try again next time.
+            let _ = self.add_online_cpus();
         }
         let (rings, scratch) = (&self.rings, &mut self.scratch);
         self.waiter.poll(
