@@ -61,6 +61,15 @@ struct Cli {
     /// ring buffer transports.
     #[arg(long, value_name = "BYTES")]
     ringbuf_size: Option<u32>,
+    /// Show every drain as the consumer walks the ring, on stderr: positions, record headers,
+    /// BUSY stops, wraps, each consumer_pos/data_tail store, the fence and re-check, and what
+    /// woke us. With --json: one JSON object per drain.
+    #[arg(long)]
+    show_ring: bool,
+    /// Print consumer statistics on stderr every INTERVAL seconds (default 1): records/s,
+    /// drains, wakeups (kernel / timeout), records per wakeup, BUSY-head stops, fill, losses.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1")]
+    stats: Option<f64>,
     /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
@@ -433,6 +442,25 @@ fn transport_options(cli: &Cli) -> Result<TransportOptions> {
     Ok(opts)
 }
 
+/// The ring view and stats observer, if asked for.
+fn viewer(cli: &Cli) -> Result<Option<rawsnoop::view::Viewer>> {
+    use rawsnoop::view::{ShowFormat, ShowRing, Viewer};
+    let stats = match cli.stats {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!("--stats interval must be between 0 and 3600 seconds (got {s})"),
+    };
+    let show = cli.show_ring.then(|| {
+        let format = if cli.json {
+            ShowFormat::Json
+        } else {
+            ShowFormat::Text
+        };
+        ShowRing::new(format, Box::new(io::stderr()))
+    });
+    Ok((show.is_some() || stats.is_some()).then(|| Viewer::new(show, stats)))
+}
+
 fn report_lost(lost: Lost) {
     match lost {
         Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
@@ -450,6 +478,7 @@ fn trace(cli: &Cli) -> Result<()> {
         opts.object = Some(bytes);
     }
     opts.uid = cli.uid;
+    let mut viewer = viewer(cli)?;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
@@ -477,28 +506,42 @@ fn trace(cli: &Cli) -> Result<()> {
         if deadline.is_some_and(|d| Instant::now() >= d) || cli.count.is_some_and(|c| seen >= c) {
             break;
         }
-        let res = tracer.poll(
-            Some(Duration::from_millis(100)),
-            |e| {
-                if cli.count.is_some_and(|c| seen >= c) {
-                    return ControlFlow::Break(());
+        let mut lost_now = 0u64;
+        let on_lost = |l: Lost| {
+            lost_now += match l {
+                Lost::PerfRing { count, .. } | Lost::Bpf { count } => count,
+            };
+            report_lost(l)
+        };
+        let on_event = |e: rawsnoop::event::EventRef<'_>| {
+            if cli.count.is_some_and(|c| seen >= c) {
+                return ControlFlow::Break(());
+            }
+            let line = if cli.json {
+                output::json_line(sys::time::unix_time(), &e)
+            } else {
+                output::text_line(&sys::time::local_hms(), &e)
+            };
+            seen += 1;
+            match writeln!(out, "{line}") {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(err) => {
+                    write_err = Some(err);
+                    ControlFlow::Break(())
                 }
-                let line = if cli.json {
-                    output::json_line(sys::time::unix_time(), &e)
-                } else {
-                    output::text_line(&sys::time::local_hms(), &e)
-                };
-                seen += 1;
-                match writeln!(out, "{line}") {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(err) => {
-                        write_err = Some(err);
-                        ControlFlow::Break(())
-                    }
-                }
-            },
-            report_lost,
-        );
+            }
+        };
+        let tick = Some(Duration::from_millis(100));
+        let res = match viewer.as_mut() {
+            Some(v) => tracer.poll_observed(tick, v, on_event, on_lost),
+            None => tracer.poll(tick, on_event, on_lost),
+        };
+        if let Some(v) = viewer.as_mut() {
+            v.add_lost(lost_now);
+            if let Some(line) = v.stats_due() {
+                eprintln!("{line}");
+            }
+        }
         match res {
             Ok(_) => {}
             // A signal interrupted epoll_wait: the loop condition decides.
