@@ -307,8 +307,10 @@ struct BenchArgs {
     #[arg(long, default_value = "both")]
     wakeup: String,
     /// concurrent (producer and consumer threads on their own CPUs), back-to-back (one
-    /// thread triggers then drains, like the kernel's bench), or drain (time only the
-    /// consumer emptying a pre-filled buffer).
+    /// thread triggers then drains, like the kernel's bench), drain (time only the
+    /// consumer emptying a pre-filled buffer, against the machine's plain-read ceiling), or
+    /// storm (an exec storm against the tracer itself, or --tracer-cmd: CPU per event,
+    /// capture, latency, wakeups, start-up).
     #[arg(long, default_value = "concurrent")]
     mode: String,
     /// Bytes waiting before a sampled wakeup / the perf watermark.
