@@ -43,10 +43,9 @@ typedef unsigned long long __u64;
 #define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_PERCPU_HASH 5
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 
-/* map_flags: allocate hash elements on update instead of all at creation */
-#define BPF_F_NO_PREALLOC (1U << 0)
 
 /* ---- flags ------------------------------------------------------------- */
 /* bpf_map_update_elem */

@@ -147,6 +147,8 @@ fn source_line(btf: Option<&Btf>, line_off: u32) -> String {
 fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
     let attach = match &p.attach {
         AttachPoint::Tracepoint { category, name } => format!("tracepoint {category}/{name}"),
+        AttachPoint::TpBtf { name } => format!("tp_btf {name}"),
+        AttachPoint::RawTracepoint { name } => format!("raw tracepoint {name}"),
         AttachPoint::None => "(none rawsnoop can attach)".to_string(),
     };
     let _ = writeln!(

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser, Subcommand};
 
+use rawsnoop::consumer::{PerfOpts, RingOpts, TransportOptions, Wakeup};
 use rawsnoop::output;
-use rawsnoop::perfbuf::Wakeup;
 use rawsnoop::sys;
 use rawsnoop::tracer::{Lost, RingWakeup, Tracer, TracerError, TracerOptions, Transport};
 
@@ -97,18 +97,18 @@ struct Cli {
     /// ringbuf or perf event array map, and the demo's `struct event`).
     #[arg(long, value_name = "PATH")]
     object: Option<PathBuf>,
-    /// Perf buffer pages per CPU (a power of two, at most 65536; default 8). --perfbuf only.
+    /// Perf buffer pages per CPU (a power of two; default 8). Only with --perfbuf.
     #[arg(long, value_name = "N")]
     perf_pages: Option<usize>,
     /// Perf buffer: wake up when this many bytes are waiting instead of on every record
-    /// (much cheaper under load; a 100 ms poll still drains the rest). --perfbuf only.
+    /// (much cheaper under load; a 100 ms poll still drains the rest). Only with --perfbuf.
     #[arg(long, value_name = "BYTES")]
     perf_watermark: Option<u32>,
     /// Ring buffer size in bytes (power of two, multiple of the page size; default 256 KiB,
     /// which holds 442 events without arguments (592 bytes each in the ring), about 370
     /// with a typical 100 bytes of arguments via --ringbuf, 308 with --ringbuf-reserve
     /// (its smallest size class with arguments is 848 bytes), and 31 at the 8264-byte
-    /// maximum). --ringbuf/--ringbuf-reserve only.
+    /// maximum). Only with the ring buffer transports.
     #[arg(long, value_name = "BYTES")]
     ringbuf_size: Option<u32>,
     /// Ring buffer wakeups: "adaptive" (default: the BPF program wakes us only when 64 KiB
@@ -279,6 +279,44 @@ fn transport(cli: &Cli) -> Transport {
     }
 }
 
+/// The transport with the settings given for it; a setting of another transport is an error.
+fn transport_options(cli: &Cli) -> Result<TransportOptions> {
+    let t = transport(cli);
+    let opts = match t {
+        Transport::Perfbuf => {
+            if cli.ringbuf_size.is_some() {
+                anyhow::bail!("--ringbuf-size is a ring buffer setting: it does not apply to --perfbuf (use --perf-pages)");
+            }
+            let mut p = PerfOpts::default();
+            if let Some(n) = cli.perf_pages {
+                p.pages = n;
+            }
+            if let Some(w) = cli.perf_watermark {
+                p.wakeup = Wakeup::Watermark(w);
+            }
+            TransportOptions::Perfbuf(p)
+        }
+        Transport::RingbufReserve | Transport::RingbufOutput => {
+            if cli.perf_pages.is_some() || cli.perf_watermark.is_some() {
+                anyhow::bail!(
+                    "--perf-pages and --perf-watermark are perf buffer settings: they need --perfbuf (use --ringbuf-size for --{})",
+                    t.name()
+                );
+            }
+            let r = RingOpts {
+                size: cli.ringbuf_size,
+            };
+            if t == Transport::RingbufReserve {
+                TransportOptions::RingbufReserve(r)
+            } else {
+                TransportOptions::RingbufOutput(r)
+            }
+        }
+    };
+    opts.validate()?;
+    Ok(opts)
+}
+
 fn report_lost(lost: Lost) {
     match lost {
         Lost::PerfRing { cpu, count } => eprintln!("Lost {count} events on CPU #{cpu}"),
@@ -291,8 +329,6 @@ fn report_lost(lost: Lost) {
 /// The adaptive wakeup's settings (bpf/ringbuf_wakeup.h).
 const WAKEUP_INTERVAL: Duration = Duration::from_millis(5);
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
-/// Largest --perf-pages: 256 MiB per CPU.
-const MAX_PERF_PAGES: usize = 65536;
 /// Largest -d: about three years.
 const MAX_DURATION_SECS: f64 = 1e8;
 
@@ -313,40 +349,7 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
     if cli.pid == Some(u32::MAX) || cli.ppid == Some(u32::MAX) {
         anyhow::bail!("--pid/--ppid 4294967295 is not a process id");
     }
-    if t == Transport::Perfbuf {
-        if cli.ringbuf_size.is_some() {
-            anyhow::bail!(
-                "--ringbuf-size sizes the BPF ring buffer, and --perfbuf uses perf buffers: \
-                 use --perf-pages"
-            );
-        }
-    } else {
-        if cli.perf_pages.is_some() || cli.perf_watermark.is_some() {
-            anyhow::bail!(
-                "--perf-pages and --perf-watermark are for --perfbuf; --{} uses one ring \
-                 buffer: use --ringbuf-size",
-                t.name()
-            );
-        }
-    }
-    let pages = cli.perf_pages.unwrap_or(8);
-    if pages > MAX_PERF_PAGES {
-        anyhow::bail!("--perf-pages {pages} is too large: at most {MAX_PERF_PAGES} pages per CPU");
-    }
-    if pages == 0 || !pages.is_power_of_two() {
-        anyhow::bail!("--perf-pages must be a power of two (got {pages})");
-    }
-    opts.perf_pages = pages;
-    if let Some(w) = cli.perf_watermark {
-        let ring = pages * sys::mmap::page_size();
-        if w == 0 || w as usize >= ring {
-            anyhow::bail!(
-                "--perf-watermark {w} must be between 1 and the perf ring's {ring} bytes \
-                 ({pages} pages): the kernel would never wake us"
-            );
-        }
-        opts.perf_wakeup = Wakeup::Watermark(w);
-    }
+    opts.transport = transport_options(cli)?;
     if !(1..=rawsnoop::event::ext::TOTAL_MAX_ARGS).contains(&cli.max_args) {
         anyhow::bail!(
             "--max-args must be between 1 and {} (got {})",
@@ -369,7 +372,6 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         opts.object = Some(bytes);
     }
-    opts.ringbuf_size = cli.ringbuf_size;
     opts.uid = cli.uid;
     opts.pid = cli.pid;
     opts.ppid = cli.ppid;
@@ -461,7 +463,7 @@ fn trace(cli: &Cli) -> Result<()> {
         eprintln!(
             "rawsnoop: attached with {} over {}",
             tracer.link_kind(),
-            opts.transport.name()
+            opts.transport.transport().name()
         );
     }
     let mut out = io::stdout().lock();
@@ -480,7 +482,7 @@ fn trace(cli: &Cli) -> Result<()> {
     // After a drain that found data, poll again soon: with adaptive wakeups the last
     // records of a burst may have been sent without one.
     let short = match opts.ring_wakeup {
-        RingWakeup::Adaptive { interval, .. } if opts.transport != Transport::Perfbuf => {
+        RingWakeup::Adaptive { interval, .. } if opts.transport.ring().is_some() => {
             Some(interval * 2)
         }
         _ => None,
@@ -538,8 +540,7 @@ fn trace(cli: &Cli) -> Result<()> {
         match res {
             Ok(n) => busy = n > 0,
             // A signal interrupted epoll_wait: the loop condition decides.
-            Err(TracerError::RingBuf(e)) if e.is_interrupted() => {}
-            Err(TracerError::PerfBuf(e)) if e.is_interrupted() => {}
+            Err(TracerError::Consumer(e)) if e.is_interrupted() => {}
             Err(e) => return Err(e.into()),
         }
         if batch.is_empty() {

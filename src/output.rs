@@ -7,40 +7,7 @@ use std::fmt::Write as _;
 
 use crate::event::{EventRef, Kind};
 
-/// Escapes bytes for a terminal: printable UTF-8 stays, `\\` doubles, `\n` `\t` `\r` use
-/// their C escapes, other control characters and invalid bytes become `\xNN`
-/// (control characters above U+00FF as `\u{NNNN}`).
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    escape_into(&mut out, bytes);
-    out
-}
-
-/// [`escape`], appending to `out`.
-pub fn escape_into(out: &mut String, bytes: &[u8]) {
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() && (c as u32) < 0x100 => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
-                c if c.is_control()
-                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
-                {
-                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-}
+pub use crate::escape::{escape, escape_into};
 
 /// A JSON string literal for `s` (serde_json's RFC 8259 escaping).
 pub fn json_string(s: &str) -> String {

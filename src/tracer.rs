@@ -4,58 +4,15 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use crate::consumer::{ConsumerError, NoObserver, Observer, Reader, Record, TransportOptions};
 use crate::event::{self, EventLayout, EventRef, BUILTIN_LAYOUT};
 use crate::loader::attach::{self, AttachError, Link};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::spec::{AttachPoint, ObjectSpec, ParseError};
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, PerfRecord, Wakeup};
-use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::{self, bpf};
 
-/// How records travel from the BPF program to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `bpf_ringbuf_reserve()` + `bpf_ringbuf_submit()`: written in place, no copy.
-    RingbufReserve,
-    /// `bpf_ringbuf_output()`: built in a per-CPU scratch map, then copied in.
-    RingbufOutput,
-    /// `bpf_perf_event_output()`: one perf ring per CPU.
-    Perfbuf,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [
-        Transport::RingbufReserve,
-        Transport::RingbufOutput,
-        Transport::Perfbuf,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::RingbufReserve => "ringbuf-reserve",
-            Transport::RingbufOutput => "ringbuf",
-            Transport::Perfbuf => "perfbuf",
-        }
-    }
-
-    /// Parses a name from [`Transport::name`] (the CLI flag without its dashes).
-    pub fn from_name(s: &str) -> Option<Transport> {
-        Transport::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    /// The built-in object for this transport.
-    pub fn builtin_object(self) -> &'static [u8] {
-        match self {
-            Transport::RingbufReserve => crate::objects::RINGBUF_RESERVE,
-            Transport::RingbufOutput => crate::objects::RINGBUF_OUTPUT,
-            Transport::Perfbuf => crate::objects::PERFBUF_OUTPUT,
-        }
-    }
-
-    fn uses_ringbuf(self) -> bool {
-        self != Transport::Perfbuf
-    }
-}
+/// How records travel from the BPF program to us (defined with the consumers).
+pub use crate::consumer::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
@@ -65,10 +22,8 @@ pub enum TracerError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Attach(#[from] AttachError),
-    #[error("ring buffer: {0}")]
-    RingBuf(#[from] RingBufError),
-    #[error("perf buffer: {0}")]
-    PerfBuf(#[from] PerfBufError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
     #[error(transparent)]
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
@@ -78,8 +33,13 @@ pub enum TracerError {
          kernels before 5.8): run it with sudo"
     )]
     NoPrivilege,
-    #[error("ringbuf needs Linux >= 5.8 and this kernel is {0}: use --perfbuf")]
-    NoRingbuf(String),
+    #[error(
+        "this kernel has no BPF ring buffer (creating a BPF_MAP_TYPE_RINGBUF map was refused; \
+         it came in Linux 5.8): use --perfbuf"
+    )]
+    NoRingbuf,
+    #[error("probing for BPF ring buffer support")]
+    Probe(#[source] std::io::Error),
 }
 
 /// When a ring buffer record wakes the consumer (`bpf/ringbuf_wakeup.h`).
@@ -102,15 +62,10 @@ pub struct CgroupFilter {
 /// What to trace with.
 #[derive(Debug, Clone)]
 pub struct TracerOptions {
-    pub transport: Transport,
+    /// The transport and its own settings (ring size, or perf pages and wakeup).
+    pub transport: TransportOptions,
     /// A user's object instead of the built-in one (`--object`).
     pub object: Option<Vec<u8>>,
-    /// Perf buffer pages per CPU (power of two); the demo's 8 by default.
-    pub perf_pages: usize,
-    /// When the kernel wakes us for perf buffer data.
-    pub perf_wakeup: Wakeup,
-    /// Ring buffer size in bytes instead of the object's (power of two, page multiple).
-    pub ringbuf_size: Option<u32>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
     /// Only this process (tgid) / the children of this one.
@@ -133,11 +88,8 @@ pub struct TracerOptions {
 impl TracerOptions {
     pub fn new(transport: Transport) -> Self {
         TracerOptions {
-            transport,
+            transport: transport.default_options(),
             object: None,
-            perf_pages: 8,
-            perf_wakeup: Wakeup::Events(1),
-            ringbuf_size: None,
             uid: None,
             pid: None,
             ppid: None,
@@ -193,16 +145,11 @@ pub enum Lost {
     Bpf { count: u64 },
 }
 
-enum Source {
-    Ring(RingBuf),
-    Perf(PerfBuf),
-}
-
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
     // Field order is drop order: detach first, then the consumer, then the maps.
     links: Vec<Link>,
-    source: Source,
+    reader: Reader,
     object: Object,
     layout: EventLayout,
     drops_reported: u64,
@@ -246,9 +193,11 @@ impl Tracer {
         if !has_privilege() {
             return Err(TracerError::NoPrivilege);
         }
+        opts.transport.validate()?;
+        let transport = opts.transport.transport();
         let bytes: &[u8] = match &opts.object {
             Some(b) => b,
-            None => opts.transport.builtin_object(),
+            None => transport.builtin_object(),
         };
         let spec = ObjectSpec::parse(bytes)?;
         let prog_name = find_program(&spec)
@@ -258,7 +207,7 @@ impl Tracer {
                 )
             })?
             .to_string();
-        let (map_type, preferred) = if opts.transport.uses_ringbuf() {
+        let (map_type, preferred) = if transport.uses_ringbuf() {
             (bpf::BPF_MAP_TYPE_RINGBUF, "rb")
         } else {
             (bpf::BPF_MAP_TYPE_PERF_EVENT_ARRAY, "pb")
@@ -267,12 +216,12 @@ impl Tracer {
             .ok_or_else(|| {
                 TracerError::Missing(format!(
                     "{} map for --{}",
-                    if opts.transport.uses_ringbuf() {
+                    if transport.uses_ringbuf() {
                         "BPF_MAP_TYPE_RINGBUF"
                     } else {
                         "BPF_MAP_TYPE_PERF_EVENT_ARRAY"
                     },
-                    opts.transport.name()
+                    transport.name()
                 ))
             })?
             .to_string();
@@ -286,16 +235,10 @@ impl Tracer {
             Some(btf) => event::layout_from_btf(btf)?.unwrap_or(fallback),
             None => fallback,
         };
-        if opts.transport.uses_ringbuf() {
-            if let Some(v) =
-                sys::kernel::version().filter(|v| *v < sys::kernel::KernelVersion(5, 8, 0))
-            {
-                return Err(TracerError::NoRingbuf(v.to_string()));
-            }
-        }
-        let mut load_opts = LoadOptions::default();
-        if let Some(size) = opts.ringbuf_size {
-            load_opts.max_entries.insert(map_name.clone(), size);
+        if transport.uses_ringbuf()
+            && !sys::probe::ringbuf_supported().map_err(TracerError::Probe)?
+        {
+            return Err(TracerError::NoRingbuf);
         }
         if opts.object.is_some() && opts.needs_builtin() {
             return Err(TracerError::Missing(
@@ -303,6 +246,41 @@ impl Tracer {
                  --ppid, --cgroup, arguments, failed execs and --exit need the built-in objects)"
                     .into(),
             ));
+        }
+        // The programs the options need, EXEC last: an exec is then never seen by
+        // handle_exec before its syscall entry was recorded.
+        let want_args = opts.args || opts.failed;
+        let mut names: Vec<String> = Vec::new();
+        if want_args {
+            names.extend(
+                [
+                    "handle_enter_execve",
+                    "handle_enter_execveat",
+                    "handle_exit_execve",
+                    "handle_exit_execveat",
+                ]
+                .map(String::from),
+            );
+        }
+        if opts.exit {
+            names.push("handle_exit".into());
+        }
+        names.push(prog_name.clone());
+        // Resolve the tracepoints before anything is loaded (a missing or closed tracefs is
+        // reported first), and load only the programs we attach.
+        let mut tracepoints = Vec::with_capacity(names.len());
+        for name in &names {
+            let p = spec
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            tracepoints.push(attach::resolve(&p.attach, &p.name, &p.section)?);
+        }
+        let mut load_opts = LoadOptions {
+            programs: Some(names.clone()),
+            ..LoadOptions::default()
+        };
+        if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
+            load_opts.max_entries.insert(map_name.clone(), size);
         }
         // `.rodata` configuration: (name, bytes); a missing variable is an error only
         // when the user asked for what it does.
@@ -369,7 +347,7 @@ impl Tracer {
             interval,
         } = opts.ring_wakeup
         {
-            if opts.transport.uses_ringbuf() {
+            if transport.uses_ringbuf() {
                 let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
                 // A user's object without these keeps the kernel's policy.
                 set("wakeup_policy", 1u32.to_ne_bytes().to_vec(), false)?;
@@ -381,44 +359,20 @@ impl Tracer {
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
-        let source = if opts.transport.uses_ringbuf() {
-            Source::Ring(RingBuf::new(map.fd(), map.spec.max_entries)?)
-        } else {
-            Source::Perf(PerfBuf::new(
-                map.fd(),
-                &PerfBufOptions {
-                    pages_per_cpu: opts.perf_pages,
-                    wakeup: opts.perf_wakeup,
-                },
-            )?)
-        };
-        // The programs the options need, EXEC last: an exec is then never seen by
-        // handle_exec before its syscall entry was recorded.
-        let mut names: Vec<&str> = Vec::new();
-        if want_args {
-            names.extend([
-                "handle_enter_execve",
-                "handle_enter_execveat",
-                "handle_exit_execve",
-                "handle_exit_execveat",
-            ]);
-        }
-        if opts.exit {
-            names.push("handle_exit");
-        }
-        names.push(&prog_name);
+        let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
         let mut links = Vec::with_capacity(names.len());
-        for name in names {
+        for (name, tp) in names.iter().zip(&tracepoints) {
             let prog = object
                 .program(name)
                 .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            links.push(attach::attach(prog)?);
+            links.push(attach::attach_resolved(prog, tp)?);
         }
+        // Dropped first: detach handle_exec before the syscall programs.
         links.reverse();
         warnings.extend(object.warnings.iter().cloned());
         Ok(Tracer {
             links,
-            source,
+            reader,
             object,
             layout,
             drops_reported: 0,
@@ -442,53 +396,60 @@ impl Tracer {
     pub fn poll<E, L>(
         &mut self,
         timeout: Option<Duration>,
+        on_event: E,
+        on_lost: L,
+    ) -> Result<usize, TracerError>
+    where
+        E: FnMut(EventRef<'_>) -> ControlFlow<()>,
+        L: FnMut(Lost),
+    {
+        self.poll_observed(timeout, &mut NoObserver, on_event, on_lost)
+    }
+
+    /// [`Tracer::poll`] with the consumer's steps reported to `obs` (the ring view, stats).
+    pub fn poll_observed<O, E, L>(
+        &mut self,
+        timeout: Option<Duration>,
+        obs: &mut O,
         mut on_event: E,
         mut on_lost: L,
     ) -> Result<usize, TracerError>
     where
+        O: Observer,
         E: FnMut(EventRef<'_>) -> ControlFlow<()>,
         L: FnMut(Lost),
     {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
-        // One record's bytes -> an event for the caller, or stop at a malformed one.
-        let mut deliver = |raw: &[u8]| match EventRef::parse(raw, &layout) {
-            Ok(e) => {
-                events += 1;
-                on_event(e)
+        let perf_lost = &mut self.perf_lost;
+        self.reader.poll_observed(timeout, obs, |rec| match rec {
+            Record::Sample { data, .. } => match EventRef::parse(data, &layout) {
+                Ok(e) => {
+                    events += 1;
+                    on_event(e)
+                }
+                Err(err) => {
+                    bad = Some(err);
+                    ControlFlow::Break(())
+                }
+            },
+            Record::Lost { cpu, count } => {
+                *perf_lost += count;
+                on_lost(Lost::PerfRing { cpu, count });
+                ControlFlow::Continue(())
             }
-            Err(err) => {
-                bad = Some(err);
-                ControlFlow::Break(())
-            }
-        };
-        match &mut self.source {
-            Source::Ring(rb) => {
-                rb.poll(timeout, deliver)?;
-            }
-            Source::Perf(pb) => {
-                let perf_lost = &mut self.perf_lost;
-                pb.poll(timeout, |rec| match rec {
-                    PerfRecord::Sample { data, .. } => deliver(data),
-                    PerfRecord::Lost { cpu, count } => {
-                        *perf_lost += count;
-                        on_lost(Lost::PerfRing { cpu, count });
-                        ControlFlow::Continue(())
-                    }
-                })?;
-            }
-        }
+        })?;
         if let Some(err) = bad {
             return Err(err.into());
         }
         // Losses the BPF program counted. For the perf buffer, ring-full losses already
         // came as PERF_RECORD_LOST: report only what goes beyond those.
         let counted = self.bpf_drops();
-        let already = if matches!(self.source, Source::Perf(_)) {
-            self.perf_lost
-        } else {
+        let already = if self.reader.is_ringbuf() {
             0
+        } else {
+            self.perf_lost
         };
         let new = counted
             .saturating_sub(already)
@@ -513,10 +474,12 @@ impl Tracer {
     }
 
     /// The consumer's epoll fd, to wait on several sources at once.
-    pub fn as_fd(&self) -> std::os::fd::RawFd {
-        match &self.source {
-            Source::Ring(rb) => rb.as_raw_fd(),
-            Source::Perf(pb) => pb.as_raw_fd(),
-        }
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.reader)
+    }
+
+    /// The consumer, for its counters (wakeups, unread bytes).
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 }

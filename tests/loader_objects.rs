@@ -20,7 +20,8 @@ struct Want {
     max_entries: u32,
 }
 
-const EVENT_SIZE: u32 = 532;
+/// `sizeof(struct event)` (bpf/event.h): the demo's 532 bytes, our additions, 7680 of args.
+const EVENT_SIZE: u32 = 8264;
 
 fn expected_maps(t: Transport) -> Vec<Want> {
     let drops = Want {
@@ -51,29 +52,67 @@ fn expected_maps(t: Transport) -> Vec<Want> {
         value_size: 4,
         max_entries: 0,
     };
-    // `const volatile __u32 filter_uid` (bpf/tracer.h) becomes a one-entry array.
-    let rodata = Want {
+    // The `const volatile` filters and options (bpf/tracer.h, bpf/ringbuf_wakeup.h) become
+    // a one-entry array; the ring buffer tracers add the wakeup policy's three.
+    let rodata = |value_size| Want {
         name: ".rodata",
         map_type: bpf::BPF_MAP_TYPE_ARRAY,
         key_size: 4,
-        value_size: 4,
+        value_size,
         max_entries: 1,
     };
+    // `__u64 last_wakeup_ns` (bpf/ringbuf_wakeup.h).
+    let bss = Want {
+        name: ".bss",
+        map_type: bpf::BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+    };
+    let execs = Want {
+        name: "execs",
+        map_type: bpf::BPF_MAP_TYPE_LRU_HASH,
+        key_size: 4,
+        value_size: EVENT_SIZE,
+        max_entries: 1024,
+    };
+    let exec_start = Want {
+        name: "exec_start",
+        map_type: bpf::BPF_MAP_TYPE_LRU_HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 16384,
+    };
     match t {
-        Transport::RingbufReserve => vec![rb, drops, rodata],
-        Transport::RingbufOutput => vec![rb, heap, drops, rodata],
-        Transport::Perfbuf => vec![pb, heap, drops, rodata],
+        Transport::RingbufReserve | Transport::RingbufOutput => {
+            vec![rb, heap, drops, rodata(80), bss, execs, exec_start]
+        }
+        Transport::Perfbuf => vec![pb, heap, drops, rodata(56), execs, exec_start],
     }
 }
 
 fn check_spec(t: Transport) -> ObjectSpec {
     let spec = ObjectSpec::parse(t.builtin_object()).expect("parse built-in object");
     assert_eq!(spec.license, "Dual BSD/GPL");
-    assert_eq!(spec.programs.len(), 1, "{t:?}: one program");
-    let p = &spec.programs[0];
-    assert_eq!(p.name, "handle_exec");
+    let names: BTreeSet<&str> = spec.programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "handle_exec",
+            "handle_exit",
+            "handle_enter_execve",
+            "handle_enter_execveat",
+            "handle_exit_execve",
+            "handle_exit_execveat",
+        ]),
+        "{t:?}: programs"
+    );
+    for p in &spec.programs {
+        assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT, "{}", p.name);
+        assert!(!p.insns.is_empty());
+    }
+    let p = spec.program("handle_exec").unwrap();
     assert_eq!(p.section, "tp/sched/sched_process_exec");
-    assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT);
     assert_eq!(
         p.attach,
         AttachPoint::Tracepoint {
@@ -81,7 +120,6 @@ fn check_spec(t: Transport) -> ObjectSpec {
             name: "sched_process_exec".into()
         }
     );
-    assert!(!p.insns.is_empty());
     let want = expected_maps(t);
     assert_eq!(
         spec.maps.len(),
@@ -100,36 +138,36 @@ fn check_spec(t: Transport) -> ObjectSpec {
             w.name
         );
     }
-    // Every relocation sits on an ld_imm64 and names a map; every map is referenced, the
-    // global data by value (offset of filter_uid), the others by fd.
+    // Every relocation sits on an ld_imm64 and names a map; every map is referenced by
+    // some program, the global data by value (inside the section), the others by fd.
     let mut referenced = BTreeSet::new();
     let filter = spec
         .global_var("filter_uid")
         .expect("filter_uid in .rodata");
     assert_eq!((filter.section.as_str(), filter.size), (".rodata", 4));
-    for r in &p.relocs {
-        let insn = p.insns[r.insn];
-        assert!(
-            insn.is_ld_imm64(),
-            "{t:?}: relocation at {} is on opcode {:#x}",
-            r.insn,
-            insn.code
-        );
-        match r.kind {
-            RelocKind::Map { map } => {
-                assert_ne!(
-                    spec.maps[map].name, ".rodata",
-                    "{t:?}: global data is referenced by value"
-                );
-                referenced.insert(spec.maps[map].name.clone());
-            }
-            RelocKind::MapValue { map, offset } => {
-                assert_eq!(spec.maps[map].name, ".rodata", "{t:?}");
-                assert_eq!(
-                    offset as usize, filter.offset,
-                    "{t:?}: points at filter_uid"
-                );
-                referenced.insert(spec.maps[map].name.clone());
+    for p in &spec.programs {
+        for r in &p.relocs {
+            let insn = p.insns[r.insn];
+            assert!(
+                insn.is_ld_imm64(),
+                "{t:?}: relocation at {} is on opcode {:#x}",
+                r.insn,
+                insn.code
+            );
+            match r.kind {
+                RelocKind::Map { map } => {
+                    assert!(
+                        !spec.maps[map].name.starts_with('.'),
+                        "{t:?}: global data is referenced by value"
+                    );
+                    referenced.insert(spec.maps[map].name.clone());
+                }
+                RelocKind::MapValue { map, offset } => {
+                    let m = &spec.maps[map];
+                    assert!(m.name.starts_with('.'), "{t:?}: {}", m.name);
+                    assert!(offset < m.value_size, "{t:?}: {} + {offset}", m.name);
+                    referenced.insert(m.name.clone());
+                }
             }
         }
     }
@@ -306,4 +344,38 @@ fn inspect_explains_builtin_and_foreign_objects() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn perf_link_support_is_probed() {
+    use rawsnoop::loader::attach;
+    if !common::bpf_allowed("perf_link_support_is_probed") {
+        return;
+    }
+    let probed = attach::perf_link_supported();
+    assert_eq!(
+        probed,
+        attach::perf_link_supported(),
+        "probed once, same answer"
+    );
+    // The matrix kernels are upstream ones, where perf links arrived in 5.15 (a distro
+    // kernel may have them earlier: that is why the loader probes).
+    if let Some(v) = rawsnoop::sys::kernel::version() {
+        assert_eq!(probed, v >= KernelVersion(5, 15, 0), "kernel {v}");
+    }
+    // And attaching uses what the probe found.
+    let spec = ObjectSpec::parse(Transport::Perfbuf.builtin_object()).expect("parses");
+    let name = spec.programs[0].name.clone();
+    let obj = Object::load_with(
+        &spec,
+        &rawsnoop::loader::load::LoadOptions::default().only_program(&name),
+    )
+    .expect("loads");
+    let link = attach::attach(obj.program(&name).expect("loaded")).expect("attaches");
+    let want = if probed {
+        "bpf_link"
+    } else {
+        "perf_event_ioctl"
+    };
+    assert_eq!(link.kind(), want);
 }

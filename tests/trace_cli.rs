@@ -284,6 +284,27 @@ fn bad_object_file_is_a_clear_error() {
     }
     // Arguments a user can get wrong: one line each, exit 1.
     expect_clean_failure(&["--perfbuf", "--perf-pages", "3"], &["power of two"]);
+    // Each transport's settings are refused on the others, and the limits are stated.
+    expect_clean_failure(&["--perf-pages", "8"], &["need --perfbuf"]);
+    expect_clean_failure(
+        &["--ringbuf", "--perf-watermark", "64"],
+        &["need --perfbuf"],
+    );
+    expect_clean_failure(
+        &["--perfbuf", "--ringbuf-size", "4096"],
+        &["does not apply to --perfbuf"],
+    );
+    expect_clean_failure(&["--perfbuf", "--perf-pages", "1048576"], &["from 1 to"]);
+    expect_clean_failure(
+        &[
+            "--perfbuf",
+            "--perf-pages",
+            "1",
+            "--perf-watermark",
+            "1000000",
+        ],
+        &["larger than a CPU's ring"],
+    );
     expect_clean_failure(&["--object", "/nonexistent/x.o"], &["/nonexistent/x.o"]);
     expect_clean_failure(
         &["bench", "--transport", "carrier-pigeon"],

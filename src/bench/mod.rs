@@ -16,11 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::consumer::{ConsumerError, PerfBuf, PerfOpts, Reader, RingBuf, Wakeup};
 use crate::loader::attach::{self, AttachError};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::ObjectSpec;
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, Wakeup};
-use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
@@ -28,7 +27,7 @@ pub use modes::BenchMode;
 pub use report::{explain, format_json_lines, format_table};
 
 /// The record paths compared: the tracer's three transports.
-pub use crate::tracer::Transport;
+pub use crate::consumer::Transport;
 
 /// The bench program (in `bpf/bench.bpf.c`) that produces through `t`.
 fn program(t: Transport) -> &'static str {
@@ -183,17 +182,11 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("bench ({transport}): {source}")]
-    RingBuf {
+    #[error("bench ({transport}): the consumer failed")]
+    Consumer {
         transport: &'static str,
         #[source]
-        source: RingBufError,
-    },
-    #[error("bench ({transport}): {source}")]
-    PerfBuf {
-        transport: &'static str,
-        #[source]
-        source: PerfBufError,
+        source: ConsumerError,
     },
     #[error("bench ({0}): the consumer thread panicked")]
     ConsumerPanicked(&'static str),
@@ -254,20 +247,20 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
                     BenchWakeup::PerRecord => Wakeup::Events(1),
                     BenchWakeup::Sampled { threshold_bytes } => Wakeup::Watermark(threshold_bytes),
                 };
-                let popts = PerfBufOptions {
-                    pages_per_cpu: opts.perf_pages_per_cpu,
+                let popts = PerfOpts {
+                    pages: opts.perf_pages_per_cpu,
                     wakeup,
                 };
-                Consumer::Perf(
-                    PerfBuf::new(pb, &popts).map_err(|source| BenchError::PerfBuf {
+                Reader::Perf(
+                    PerfBuf::new(pb, &popts).map_err(|source| BenchError::Consumer {
                         transport: t.name(),
                         source,
                     })?,
                 )
             }
             _ => {
-                Consumer::Ring(
-                    RingBuf::new(rb, rb_size).map_err(|source| BenchError::RingBuf {
+                Reader::Ring(
+                    RingBuf::new(rb, rb_size).map_err(|source| BenchError::Consumer {
                         transport: t.name(),
                         source,
                     })?,
@@ -335,10 +328,7 @@ fn read_stats(stats: BorrowedFd<'_>, nposs: usize) -> Result<(u64, u64), BenchEr
         .fold((0, 0), |(p, d), c| (p + word(&c[..8]), d + word(&c[8..]))))
 }
 
-enum Consumer {
-    Ring(RingBuf),
-    Perf(PerfBuf),
-}
+type Consumer = Reader;
 
 /// What the consumer thread measured.
 struct Consumed {
@@ -357,36 +347,18 @@ fn consume_loop(
     let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
     let mut n = modes::Counter::default();
     let tick = Some(Duration::from_millis(50));
-    let wakeups = match &mut c {
-        Consumer::Ring(rb) => {
-            let err = |source| BenchError::RingBuf {
-                transport: t.name(),
-                source,
-            };
-            while !stop.load(Ordering::Acquire) {
-                match rb.poll(tick, |r| n.ring(r)) {
-                    Err(e) if !e.is_interrupted() => return Err(err(e)),
-                    _ => {}
-                }
-            }
-            while rb.consume(|r| n.ring(r)).map_err(err)? > 0 {}
-            rb.wakeups()
-        }
-        Consumer::Perf(pb) => {
-            let err = |source| BenchError::PerfBuf {
-                transport: t.name(),
-                source,
-            };
-            while !stop.load(Ordering::Acquire) {
-                match pb.poll(tick, |r| n.perf(r)) {
-                    Err(e) if !e.is_interrupted() => return Err(err(e)),
-                    _ => {}
-                }
-            }
-            while pb.consume(|r| n.perf(r)).map_err(err)? > 0 {}
-            pb.wakeups()
-        }
+    let err = |source| BenchError::Consumer {
+        transport: t.name(),
+        source,
     };
+    while !stop.load(Ordering::Acquire) {
+        match c.poll(tick, |r| n.record(r)) {
+            Err(e) if !e.is_interrupted() => return Err(err(e)),
+            _ => {}
+        }
+    }
+    while c.consume(|r| n.record(r)).map_err(err)? > 0 {}
+    let wakeups = c.wakeups();
     n.finish();
     let records = n.records;
     let elapsed = start.elapsed();

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use super::{io, BenchError, BenchOptions, BenchResult, Consumer, Transport};
-use crate::perfbuf::PerfRecord;
+use crate::consumer::Record;
 use crate::sys::cpus;
 
 /// How producer and consumer are arranged.
@@ -73,10 +73,10 @@ impl Counter {
     }
 
     #[inline]
-    pub(super) fn perf(&mut self, r: PerfRecord<'_>) -> ControlFlow<()> {
+    pub(super) fn record(&mut self, r: Record<'_>) -> ControlFlow<()> {
         match r {
-            PerfRecord::Sample { data, .. } => self.ring(data),
-            PerfRecord::Lost { .. } => ControlFlow::Continue(()),
+            Record::Sample { data, .. } => self.ring(data),
+            Record::Lost { .. } => ControlFlow::Continue(()),
         }
     }
 
@@ -105,56 +105,27 @@ pub(super) fn fill_batches(t: Transport, opts: &BenchOptions, buffer_bytes: u64)
 }
 
 fn consume_all(t: Transport, c: &mut Consumer, n: &mut Counter) -> Result<(), BenchError> {
-    match c {
-        Consumer::Ring(rb) => {
-            while rb
-                .consume(|r| n.ring(r))
-                .map_err(|source| BenchError::RingBuf {
-                    transport: t.name(),
-                    source,
-                })?
-                > 0
-            {}
-        }
-        Consumer::Perf(pb) => {
-            while pb
-                .consume(|r| n.perf(r))
-                .map_err(|source| BenchError::PerfBuf {
-                    transport: t.name(),
-                    source,
-                })?
-                > 0
-            {}
-        }
-    }
+    let err = |source| BenchError::Consumer {
+        transport: t.name(),
+        source,
+    };
+    while c.consume(|r| n.record(r)).map_err(err)? > 0 {}
     Ok(())
 }
 
 fn poll_once(t: Transport, c: &mut Consumer, n: &mut Counter) -> Result<(), BenchError> {
     let tick = Some(Duration::from_millis(50));
-    match c {
-        Consumer::Ring(rb) => match rb.poll(tick, |r| n.ring(r)) {
-            Err(e) if !e.is_interrupted() => Err(BenchError::RingBuf {
-                transport: t.name(),
-                source: e,
-            }),
-            _ => Ok(()),
-        },
-        Consumer::Perf(pb) => match pb.poll(tick, |r| n.perf(r)) {
-            Err(e) if !e.is_interrupted() => Err(BenchError::PerfBuf {
-                transport: t.name(),
-                source: e,
-            }),
-            _ => Ok(()),
-        },
+    match c.poll(tick, |r| n.record(r)) {
+        Err(e) if !e.is_interrupted() => Err(BenchError::Consumer {
+            transport: t.name(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
 fn wakeups(c: &Consumer) -> u64 {
-    match c {
-        Consumer::Ring(rb) => rb.wakeups(),
-        Consumer::Perf(pb) => pb.wakeups(),
-    }
+    c.wakeups()
 }
 
 /// Runs `body` on a thread pinned to `cpu` (so the caller's affinity is left alone).
@@ -288,11 +259,11 @@ mod tests {
     fn counter_counts_samples_not_lost_records() {
         let mut n = Counter::default();
         let _ = n.ring(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        let _ = n.perf(PerfRecord::Sample {
-            cpu: 0,
+        let _ = n.record(Record::Sample {
+            cpu: Some(0),
             data: &[1; 8],
         });
-        let _ = n.perf(PerfRecord::Lost { cpu: 0, count: 5 });
+        let _ = n.record(Record::Lost { cpu: 0, count: 5 });
         assert_eq!(n.records, 2);
         assert_eq!(n.checksum, 36 + 8);
     }

@@ -5,7 +5,7 @@
 //! subprograms into each program that calls them, converts `.BTF.ext` func/line info to instruction
 //! units of the final stream and records the map relocations that `load.rs` applies once map fds exist.
 
-use crate::loader::btf::{Btf, FuncInfo, LineInfo};
+use crate::loader::btf::{Btf, CoreRelo, FuncInfo, LineInfo};
 
 pub use crate::sys::uapi::{
     BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE,
@@ -74,6 +74,10 @@ impl Insn {
 pub enum AttachPoint {
     /// `tp/<category>/<name>` or `tracepoint/<category>/<name>`.
     Tracepoint { category: String, name: String },
+    /// `tp_btf/<name>`: BTF-typed raw tracepoint (BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP).
+    TpBtf { name: String },
+    /// `raw_tp/<name>` or `raw_tracepoint/<name>` (BPF_PROG_TYPE_RAW_TRACEPOINT).
+    RawTracepoint { name: String },
     /// Nothing parsed from the section name (the caller decides, e.g. from `ProgramSpec::section`).
     None,
 }
@@ -114,6 +118,12 @@ pub struct ProgramSpec {
     pub line_info: Vec<LineInfo>,
     pub func_info_rec_size: u32,
     pub line_info_rec_size: u32,
+    /// CO-RE relocations (`insn_off` in instruction units of `insns`), applied at load time
+    /// against the target kernel's BTF (`loader::core`).
+    pub core_relos: Vec<CoreRelo>,
+    /// BTF id of the attach target in the kernel's BTF (`btf_trace_<tp>` for tp_btf), set at
+    /// load time; 0 when the program type needs none.
+    pub attach_btf_id: u32,
 }
 
 /// Where a map definition came from.
@@ -216,11 +226,6 @@ pub struct ObjectSpec {
 }
 
 impl ObjectSpec {
-    /// Parse an ELF BPF object. Never panics on hostile input.
-    pub fn parse(data: &[u8]) -> Result<ObjectSpec, ParseError> {
-        crate::loader::elf::parse_object(data)
-    }
-
     /// The program whose FUNC symbol is `name`.
     pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
         self.programs.iter().find(|p| p.name == name)

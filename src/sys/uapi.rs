@@ -8,6 +8,7 @@ pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 // Program types (enum bpf_prog_type) we name.
@@ -34,6 +35,8 @@ pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 pub const BPF_PROG_TYPE_SCHED_ACT: u32 = 4;
 pub const BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: u32 = 24;
 pub const BPF_PROG_TYPE_LSM: u32 = 29;
+pub const BPF_PROG_TYPE_STRUCT_OPS: u32 = 27;
+pub const BPF_PROG_TYPE_EXT: u32 = 28;
 pub const BPF_PROG_TYPE_SYSCALL: u32 = 31;
 
 // Attach types (enum bpf_attach_type) the section names imply.

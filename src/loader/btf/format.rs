@@ -1,14 +1,25 @@
 //! C-like printing of BTF types. Total: every walk is depth-bounded and every call has an output
 //! budget, so cycles, deep nesting and huge hostile inputs produce a marker instead of hanging.
+//!
+//! The budget counts everything emitted (names, keywords, punctuation, numbers), so a rendering is
+//! never longer than its budget plus a few markers; [`Btf::format_all`]'s total is linear in the
+//! size of the BTF (with a cap), so printing cannot amplify a small hostile blob.
 
 use super::types::*;
 use super::{Btf, MAX_RESOLVE_DEPTH};
 
 /// Output budget of one `format_type` call, in bytes (roughly).
 const MAX_OUTPUT: usize = 64 * 1024;
-/// Budget shared by all the types of one `format_all` call (a 6.18 vmlinux spends ~18 MiB), so a
-/// hostile blob with many expensive types cannot make it run for minutes.
+/// Cap of the budget shared by all the types of one `format_all` call (a 6.18 vmlinux spends
+/// ~30 MiB), so a hostile blob with many expensive types cannot make it run for minutes.
 const MAX_ALL_OUTPUT: usize = 64 * 1024 * 1024;
+/// `format_all`'s C-like budget: this many bytes per byte of BTF (types + strings), plus
+/// [`ALL_OUTPUT_BASE`], up to [`MAX_ALL_OUTPUT`].
+pub const ALL_OUTPUT_PER_INPUT_BYTE: usize = 16;
+/// See [`ALL_OUTPUT_PER_INPUT_BYTE`].
+pub const ALL_OUTPUT_BASE: usize = 1024 * 1024;
+/// Longest raw line (`[id] KIND 'name' fields`) with a [`MAX_NAME`] name, for bounds in tests.
+pub const MAX_RAW_LINE: usize = MAX_NAME + 160;
 /// How many anonymous struct/union/enum bodies may nest inside one another.
 const MAX_EXPAND_DEPTH: u32 = 8;
 /// Names longer than this are cut (hostile string sections can hold megabyte "names").
@@ -46,6 +57,11 @@ impl<'a> Fmt<'a> {
         }
     }
 
+    /// Charges `n` bytes of fixed text (keywords, punctuation, numbers) about to be emitted.
+    fn lit(&mut self, n: usize) {
+        let _ = self.out_of_budget(n);
+    }
+
     /// The string at `off`, cut to [`MAX_NAME`] bytes, or a marker when it is not a valid string.
     fn name(&mut self, off: u32) -> String {
         let s = match self.btf.string_at(off) {
@@ -73,11 +89,15 @@ impl<'a> Fmt<'a> {
             return join(CUT, inner);
         }
         if id == 0 {
+            self.lit(5);
             return join("void", inner);
         }
         let t = match self.btf.type_by_id(id) {
             Ok(t) => t,
-            Err(_) => return join(&format!("/* bad type [{id}] */"), inner),
+            Err(_) => {
+                self.lit(30);
+                return join(&format!("/* bad type [{id}] */"), inner);
+            }
         };
         let direct_kind = |tid: u32| self.btf.kind_of(tid).unwrap_or(BtfKind::Void);
         match t {
@@ -92,12 +112,14 @@ impl<'a> Fmt<'a> {
                     self.body(id, depth, expand + 1)
                 } else {
                     let kw = keyword(t.kind());
+                    self.lit(kw.len() + 1);
                     format!("{kw} {}", self.name(*name_off))
                 };
                 join(&base, inner)
             }
             BtfType::Fwd { name_off, is_union } => {
                 let kw = if *is_union { "union" } else { "struct" };
+                self.lit(kw.len() + 1);
                 join(&format!("{kw} {}", self.name(*name_off)), inner)
             }
             BtfType::Ptr { type_id } => {
@@ -111,6 +133,7 @@ impl<'a> Fmt<'a> {
                     BtfKind::Volatile => "volatile",
                     _ => "restrict",
                 };
+                self.lit(q.len() + 1);
                 if direct_kind(*type_id) == BtfKind::Ptr {
                     self.decl(*type_id, &join(q, inner), depth + 1, expand)
                 } else {
@@ -118,6 +141,7 @@ impl<'a> Fmt<'a> {
                 }
             }
             BtfType::TypeTag { name_off, type_id } => {
+                self.lit(36);
                 let tag = format!(
                     "__attribute__((btf_type_tag(\"{}\")))",
                     self.name(*name_off)
@@ -127,6 +151,7 @@ impl<'a> Fmt<'a> {
             BtfType::Array {
                 elem_type, nelems, ..
             } => {
+                self.lit(14);
                 let inner = if inner.starts_with('*') {
                     format!("({inner})[{nelems}]")
                 } else {
@@ -141,6 +166,7 @@ impl<'a> Fmt<'a> {
                         list.push(CUT.to_string());
                         break;
                     }
+                    self.lit(2);
                     if p.type_id == 0 && p.name_off == 0 && i + 1 == params.len() {
                         list.push("...".to_string());
                         continue;
@@ -169,6 +195,7 @@ impl<'a> Fmt<'a> {
                 proto,
                 linkage,
             } => {
+                self.lit(8);
                 let name = self.name(*name_off);
                 let d = self.decl(*proto, &join(&name, inner), depth + 1, expand);
                 format!("{}{d}", func_linkage(*linkage))
@@ -178,20 +205,24 @@ impl<'a> Fmt<'a> {
                 type_id,
                 linkage,
             } => {
+                self.lit(14);
                 let name = self.name(*name_off);
                 let d = self.decl(*type_id, &join(&name, inner), depth + 1, expand);
                 format!("{}{d}", var_linkage(*linkage))
             }
             BtfType::Datasec { name_off, vars, .. } => {
+                self.lit(12);
                 let mut s = format!("SEC(\"{}\") {{", self.name(*name_off));
                 for v in vars {
                     if self.budget == 0 {
                         s.push_str(&format!(" {CUT}"));
                         break;
                     }
+                    self.lit(48);
                     let d = self.decl(v.type_id, "", depth + 1, expand);
                     s.push_str(&format!(" {d}; /* offset {} size {} */", v.offset, v.size));
                 }
+                self.lit(2);
                 s.push_str(" }");
                 join(&s, inner)
             }
@@ -200,6 +231,7 @@ impl<'a> Fmt<'a> {
                 type_id,
                 component_idx,
             } => {
+                self.lit(96);
                 let what = if *component_idx < 0 {
                     format!("type [{type_id}]")
                 } else {
@@ -225,8 +257,10 @@ impl<'a> Fmt<'a> {
         };
         let kw = keyword(t.kind());
         if expand > MAX_EXPAND_DEPTH {
+            self.lit(kw.len() + CUT.len() + 6);
             return format!("{kw} {name}{{ {CUT} }}");
         }
+        self.lit(kw.len() + 4);
         let mut s = format!("{kw} {name}{{");
         match t {
             BtfType::Struct { members, .. } | BtfType::Union { members, .. } => {
@@ -241,7 +275,9 @@ impl<'a> Fmt<'a> {
                         self.name(m.name_off)
                     };
                     let d = self.decl(m.type_id, &mname, depth + 1, expand);
+                    self.lit(2);
                     if m.bitfield_size != 0 {
+                        self.lit(4);
                         s.push_str(&format!(" {d}:{};", m.bitfield_size));
                     } else {
                         s.push_str(&format!(" {d};"));
@@ -259,6 +295,7 @@ impl<'a> Fmt<'a> {
                         s.push_str(&format!(" {CUT}"));
                         break;
                     }
+                    self.lit(25);
                     let vname = self.name(v.name_off);
                     let sep = if first { "" } else { "," };
                     first = false;
@@ -271,6 +308,7 @@ impl<'a> Fmt<'a> {
             }
             _ => {}
         }
+        self.lit(2);
         s.push_str(" }");
         s
     }
@@ -431,7 +469,34 @@ impl Btf {
     /// Every type, one per line: `[id] KIND 'name' fields  // C-like rendering`.
     /// Past a total budget, the C-like renderings are cut (`/* ... */`); the raw fields always print.
     pub fn format_all(&self) -> String {
-        self.format_all_within(MAX_ALL_OUTPUT)
+        self.format_all_within(self.format_all_budget())
+    }
+
+    /// The C-like budget of [`Btf::format_all`]: linear in the BTF's size, capped.
+    pub fn format_all_budget(&self) -> usize {
+        // The encoded size: 12 bytes per type plus its members/values/params/vars.
+        let input = self
+            .types()
+            .iter()
+            .map(|t| {
+                12 + match t {
+                    BtfType::Struct { members, .. } | BtfType::Union { members, .. } => {
+                        12 * members.len()
+                    }
+                    BtfType::Enum { values, .. } => 8 * values.len(),
+                    BtfType::Enum64 { values, .. } => 12 * values.len(),
+                    BtfType::FuncProto { params, .. } => 8 * params.len(),
+                    BtfType::Datasec { vars, .. } => 12 * vars.len(),
+                    BtfType::Array { .. } => 12,
+                    BtfType::Int { .. } | BtfType::Var { .. } | BtfType::DeclTag { .. } => 4,
+                    _ => 0,
+                }
+            })
+            .fold(self.strings().len(), usize::saturating_add);
+        input
+            .saturating_mul(ALL_OUTPUT_PER_INPUT_BYTE)
+            .saturating_add(ALL_OUTPUT_BASE)
+            .min(MAX_ALL_OUTPUT)
     }
 
     fn format_all_within(&self, mut budget: usize) -> String {
@@ -488,5 +553,64 @@ mod tests {
             .lines()
             .last()
             .is_some_and(|l| l.ends_with(&format!("// {CUT}"))));
+    }
+
+    /// The audit's blob: `n` anonymous structs, each with `fan` one-letter members of the next
+    /// (the last has ints): every rendering nests 8 anonymous bodies deep and fans out.
+    pub(crate) fn nested_anonymous(n: u32, fan: u32) -> Btf {
+        let mut btf = Btf::new();
+        let a = btf.add_string("a");
+        let int = btf.add_string("int");
+        let int_id = n + 1;
+        for id in 1..=n {
+            let next = if id == n { int_id } else { id + 1 };
+            btf.add_type(BtfType::Struct {
+                name_off: 0,
+                size: 4 * fan,
+                members: (0..fan)
+                    .map(|i| Member {
+                        name_off: a,
+                        type_id: next,
+                        offset_bits: 32 * i,
+                        bitfield_size: 0,
+                    })
+                    .collect(),
+            });
+        }
+        btf.add_type(BtfType::Int {
+            name_off: int,
+            size: 4,
+            encoding: 1,
+            offset: 0,
+            bits: 32,
+        });
+        btf
+    }
+
+    #[test]
+    fn budget_counts_everything_emitted() {
+        // Before keywords and punctuation were charged, a type spent a tenth of what it emitted.
+        let btf = nested_anonymous(50, 6);
+        for id in [1, 25, 45] {
+            let s = btf.format_type(id);
+            assert!(s.contains(CUT), "id {id} should be cut");
+            assert!(s.len() <= MAX_OUTPUT + 1024, "id {id}: {} bytes", s.len());
+        }
+    }
+
+    #[test]
+    fn format_all_is_linear_in_the_input() {
+        // 2000 nested anonymous structs: ~150 KB of BTF (the audit's 141 KB blob printed 480 MB).
+        let btf = nested_anonymous(2000, 6);
+        let input = btf.to_bytes().len();
+        let all = btf.format_all();
+        let lines = all.lines().count();
+        assert_eq!(lines as u32, btf.types_len() - 1);
+        let bound = ALL_OUTPUT_BASE + ALL_OUTPUT_PER_INPUT_BYTE * input + lines * MAX_RAW_LINE;
+        assert!(
+            all.len() <= bound,
+            "{} bytes of output for {input} bytes of BTF (bound {bound})",
+            all.len()
+        );
     }
 }

@@ -14,9 +14,11 @@ mod error;
 pub mod ext;
 pub mod fixup;
 pub mod format;
+pub mod index;
 mod parse;
 mod query;
 pub mod sanitize;
+mod split;
 pub mod types;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ mod testutil;
 pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 pub use fixup::fixup_datasecs;
+pub use index::{essential_name, NameIndex};
 pub use query::PTR_SIZE;
 pub use sanitize::{probe_blob, sanitize, BtfFeatureKind, BtfFeatures};
 pub use types::{BtfKind, BtfType, EnumValue, Member, Param, VarSecinfo};

@@ -5,6 +5,7 @@
 //! reading of the ELF through the `object` crate's high-level API (symbol values, function bytes).
 
 use super::*;
+use crate::loader::elf::*;
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::path::{Path, PathBuf};
 

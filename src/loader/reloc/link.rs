@@ -1,20 +1,14 @@
-//! Relocations and linking: turns one program's code plus `.rel<section>` entries into the final
-//! instruction stream (program, then each `.text` subprogram it calls, once), records map
-//! relocations for `load.rs`, and converts `.BTF.ext` func/line info to instruction units.
+//! Linking: one program's code plus its `.rel<section>` entries -> the final instruction stream
+//! (program, then each `.text` subprogram it calls, once), map relocations recorded for load
+//! time, `.BTF.ext` func/line info converted to instruction units.
 
 use std::collections::HashMap;
 
-use crate::loader::btf::{BtfExt, FuncInfo, LineInfo};
+use super::{R_BPF_64_32, R_BPF_64_64, R_BPF_NONE};
+use crate::loader::btf::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 use crate::loader::elf::{ElfObject, RelEntry, Section, Symbol};
 use crate::loader::maps::MapLocation;
 use crate::loader::spec::*;
-
-/// `R_BPF_NONE`.
-pub const R_BPF_NONE: u32 = 0;
-/// `R_BPF_64_64`: a 64-bit immediate of an `ld_imm64` (map / data / function address).
-pub const R_BPF_64_64: u32 = 1;
-/// `R_BPF_64_32`: the 32-bit immediate of a call.
-pub const R_BPF_64_32: u32 = 10;
 
 const INSN_SIZE: u64 = 8;
 
@@ -25,6 +19,8 @@ pub(crate) struct Linked {
     pub relocs: Vec<Reloc>,
     pub func_info: Vec<FuncInfo>,
     pub line_info: Vec<LineInfo>,
+    /// CO-RE records with `insn_off` in instruction units of `insns`.
+    pub core_relos: Vec<CoreRelo>,
 }
 
 /// A function's instructions: `[start, start + len)` of section `section`.
@@ -316,11 +312,13 @@ impl<'e, 'a> Linker<'e, 'a> {
             }
         }
         let (func_info, line_info) = self.btf_ext_info(&segments, out.len(), &sym.name, warnings);
+        let core_relos = self.core_relos(&segments);
         Ok(Linked {
             insns: out,
             relocs,
             func_info,
             line_info,
+            core_relos,
         })
     }
 
@@ -411,6 +409,31 @@ impl<'e, 'a> Linker<'e, 'a> {
             .find(|(_, l)| Some(l.offset) == want)
             .map(|(i, _)| RelocKind::Map { map: i })
             .ok_or_else(|| format!("no map definition at offset {want:?} of `{sec_name}`"))
+    }
+
+    /// CO-RE records of every segment, shifted to output positions (records outside any placed
+    /// function, or not on an instruction boundary, belong to no program and are dropped).
+    fn core_relos(&self, segments: &[Segment]) -> Vec<CoreRelo> {
+        let Some(ext) = self.ext else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for seg in segments {
+            let name = self.elf.section_name(Some(seg.func.section));
+            for r in ext.core_relos(name) {
+                if u64::from(r.insn_off) % INSN_SIZE != 0 {
+                    continue;
+                }
+                let idx = (u64::from(r.insn_off) / INSN_SIZE) as usize;
+                if idx < seg.func.start || idx >= seg.func.start + seg.func.len {
+                    continue;
+                }
+                if let Ok(insn_off) = u32::try_from(seg.out_start + (idx - seg.func.start)) {
+                    out.push(CoreRelo { insn_off, ..*r });
+                }
+            }
+        }
+        out
     }
 
     /// func/line info of every segment, shifted to output positions and checked.

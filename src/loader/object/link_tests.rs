@@ -3,6 +3,7 @@
 
 use super::tests::{check_invariants, map_idx, symbol, testdata};
 use super::*;
+use crate::loader::elf::*;
 
 pub(super) fn check_calls(data: &[u8]) {
     let spec = ObjectSpec::parse(data).expect("calls parses");

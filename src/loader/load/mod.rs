@@ -1,0 +1,170 @@
+//! Specs -> kernel objects, the only part of the loader that talks to the kernel (through
+//! `crate::sys`). In load order:
+//!
+//! - [`btf`]: probe the kernel's BTF features, sanitise and BTF_LOAD the object's BTF;
+//! - [`maps`]: finalise each map definition, MAP_CREATE, initial data, freeze;
+//! - [`programs`]: finalise instructions ([`programs::finalize_insns`]: map relocations),
+//!   PROG_LOAD with the verifier log;
+//! - [`log`]: the verifier-log excerpt shown to the user;
+//! - [`error`]: why loading failed ([`LoadError`]).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::loader::spec::{MapSpec, ObjectSpec};
+use crate::sys;
+
+pub mod btf;
+pub mod error;
+pub mod log;
+pub mod maps;
+pub mod programs;
+
+pub use btf::btf_features;
+pub use error::LoadError;
+pub use log::log_excerpt;
+pub use maps::{finalize_map_spec, MAX_MAP_BYTES};
+pub use programs::{finalize_insns, raw_insns};
+
+/// A map living in the kernel.
+#[derive(Debug)]
+pub struct Map {
+    pub spec: MapSpec,
+    fd: OwnedFd,
+}
+
+impl Map {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// A program living in the kernel (not yet attached).
+#[derive(Debug)]
+pub struct Program {
+    pub name: String,
+    pub section: String,
+    pub attach: crate::loader::spec::AttachPoint,
+    fd: OwnedFd,
+}
+
+impl Program {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Changes to an object before loading: the CLI and the bench size rings, set `.rodata`
+/// configuration (`const volatile` globals), and choose which programs to load here.
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// map name -> max_entries to use instead of the object's.
+    pub max_entries: HashMap<String, u32>,
+    /// (global-data section, byte offset, bytes) written into the initial value before creation.
+    pub data_patches: Vec<(String, usize, Vec<u8>)>,
+    /// The programs to load, by name; `None` loads every program of the object. A program the
+    /// caller never attaches (an extra `fentry/` the kernel would refuse, say) is best left
+    /// out: one unusable program then cannot fail the whole object.
+    pub programs: Option<Vec<String>>,
+    /// BTF that CO-RE relocations resolve against (`--btf`); the running kernel's by default.
+    pub btf: crate::loader::core::BtfSource,
+}
+
+impl LoadOptions {
+    /// Load only the program `name` (see [`LoadOptions::programs`]).
+    pub fn only_program(mut self, name: &str) -> Self {
+        self.programs = Some(vec![name.to_string()]);
+        self
+    }
+
+    fn wants(&self, program: &str) -> bool {
+        self.programs
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| p == program))
+    }
+}
+
+/// An object whose maps and programs are loaded. Dropping it closes every fd, which frees
+/// the kernel objects unless something else (a link, a pin) holds them.
+#[derive(Debug)]
+pub struct Object {
+    maps: Vec<Map>,
+    programs: Vec<Program>,
+    _btf: Option<OwnedFd>,
+    /// Things the user should know but that did not stop the load (e.g. BTF not loaded).
+    pub warnings: Vec<String>,
+}
+
+impl Object {
+    pub fn load(spec: &ObjectSpec) -> Result<Object, LoadError> {
+        Self::load_with(spec, &LoadOptions::default())
+    }
+
+    pub fn load_with(spec: &ObjectSpec, opts: &LoadOptions) -> Result<Object, LoadError> {
+        if let Some(missing) = opts
+            .programs
+            .iter()
+            .flatten()
+            .find(|name| spec.program(name).is_none())
+        {
+            return Err(LoadError::NoProgram(missing.clone()));
+        }
+        let mut warnings = spec.warnings.clone();
+        if let Err(e) = sys::kernel::raise_memlock_if_needed() {
+            warnings.push(format!(
+                "could not raise RLIMIT_MEMLOCK ({e}); this kernel may need it for BPF maps: \
+                 if loading fails with 'Operation not permitted', run `ulimit -l unlimited` first"
+            ));
+        }
+        let btf_fd = btf::load_btf(spec, &mut warnings);
+        let mut maps = Vec::with_capacity(spec.maps.len());
+        for m in &spec.maps {
+            maps.push(maps::create_map(
+                m,
+                opts,
+                btf_fd.as_ref().map(|f| f.as_fd()),
+                &mut warnings,
+            )?);
+        }
+        let mut programs = Vec::with_capacity(spec.programs.len());
+        let wanted: Vec<_> = spec
+            .programs
+            .iter()
+            .filter(|p| opts.wants(&p.name))
+            .collect();
+        // Kernel BTF is read only if a wanted program has CO-RE records or is tp_btf.
+        let core = crate::loader::core::hook::Context::new(&wanted, &opts.btf)?;
+        for p in wanted {
+            programs.push(programs::load_program(
+                spec,
+                p,
+                &maps,
+                btf_fd.as_ref().map(|f| f.as_fd()),
+                &core,
+                &mut warnings,
+            )?);
+        }
+        Ok(Object {
+            maps,
+            programs,
+            _btf: btf_fd,
+            warnings,
+        })
+    }
+
+    pub fn maps(&self) -> &[Map] {
+        &self.maps
+    }
+    pub fn programs(&self) -> &[Program] {
+        &self.programs
+    }
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.iter().find(|m| m.spec.name == name)
+    }
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+}
