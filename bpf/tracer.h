@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (MIT OR Apache-2.0) */
 /*
- * tracer.h: what the three exec tracers share besides struct event: the `drops`
- * counter, the filters and options user space writes into .rodata before load, and
+ * tracer.h: what the three exec tracers share besides struct event: the lost-record
+ * counters, the filters and options user space writes into .rodata before load, and
  * the reads of the current task_struct.
  *
  * Before including it, a program defines READ_KERNEL / READ_USER / READ_USER_STR (the
@@ -14,21 +14,30 @@
 #include "rawsnoop.h"
 #include "event.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
+/*
+ * Records the kernel refused, by cause, in .bss: user space reads them through a read-only
+ * mmap of the .bss map (created BPF_F_MMAPABLE), so counting losses costs it no map
+ * syscall. (A map syscall holds the CPU's bpf_prog_active; if the task is preempted there,
+ * classic tracepoint programs on that CPU are skipped: the syscall would cause the very
+ * misses it reports.)
+ *   lost_full:  the ring (or this CPU's perf ring) was full. For the perf buffer the kernel
+ *               also writes a PERF_RECORD_LOST for these, later: user space reconciles.
+ *   lost_other: any other refusal (no perf ring open on this CPU, ...).
+ */
+__u64 lost_full = 0;
+__u64 lost_other = 0;
 
-/* Count one lost record in drops[0] (atomic: several CPUs may drop at once). */
-static __always_inline void record_drop(void)
+#define RAWSNOOP_ENOSPC 28
+#define RAWSNOOP_EAGAIN 11
+
+/* Count one lost record (atomic: several CPUs may drop at once). err: the helper's return;
+ * 0 for a failed bpf_ringbuf_reserve. */
+static __always_inline void record_drop(long err)
 {
-	__u32 zero = 0;
-	__u64 *count = bpf_map_lookup_elem(&drops, &zero);
-
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	if (err == 0 || err == -RAWSNOOP_ENOSPC || err == -RAWSNOOP_EAGAIN)
+		__sync_fetch_and_add(&lost_full, 1);
+	else
+		__sync_fetch_and_add(&lost_other, 1);
 }
 
 /*

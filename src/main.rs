@@ -323,6 +323,18 @@ fn report_lost(lost: Lost) {
         Lost::Bpf { count } => {
             eprintln!("Lost {count} events (the BPF program found the buffer full)")
         }
+        Lost::PerfPending { count } => eprintln!(
+            "Lost {count} events (a perf ring was full; the kernel reports them per CPU \
+             with its next record there)"
+        ),
+        Lost::Refused { count } => eprintln!(
+            "Lost {count} events (the kernel refused them: no perf ring on that CPU, e.g. \
+             it came online after start)"
+        ),
+        Lost::Recursion { count } => eprintln!(
+            "Lost {count} events (the kernel skipped the program: another BPF program was \
+             running on that CPU)"
+        ),
     }
 }
 
@@ -557,6 +569,7 @@ fn trace(cli: &Cli) -> Result<()> {
             return Err(e).context("writing to stdout");
         }
     }
+    tracer.report_counters(true, &mut report_lost);
     Ok(())
 }
 

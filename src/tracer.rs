@@ -38,6 +38,10 @@ pub enum TracerError {
          it came in Linux 5.8): use --perfbuf"
     )]
     NoRingbuf,
+    #[error(
+        "mapping the program's lost-record counters (.bss, BPF_F_MMAPABLE needs Linux >= 5.5)"
+    )]
+    Counters(#[source] std::io::Error),
     #[error("probing for BPF ring buffer support")]
     Probe(#[source] std::io::Error),
 }
@@ -136,14 +140,26 @@ pub fn task_offsets() -> Option<(u32, u32, u32)> {
     })
 }
 
-/// Data the tracer could not deliver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lost {
-    /// The kernel's perf ring on `cpu` was full: `count` samples dropped (PERF_RECORD_LOST).
-    PerfRing { cpu: u32, count: u64 },
-    /// The BPF program could not reserve/output `count` records (ring full), per its `drops` map.
-    Bpf { count: u64 },
+mod losses;
+use losses::Losses;
+pub use losses::Lost;
+
+/// Where the program's lost-record counters are read.
+enum Counters {
+    /// The built-in objects: `lost_full` and `lost_other` in .bss, mmap'd read-only.
+    Mapped {
+        map: sys::mmap::Mmap,
+        full: usize,
+        other: usize,
+    },
+    /// A user's object with the demo-era `drops` array (one u64): a map lookup, at most
+    /// once a second (a map syscall can make the kernel skip tracepoint programs).
+    DropsMap,
+    None,
 }
+
+/// How often the counters read by syscall (recursion misses, a user's `drops` map) are read.
+const SYSCALL_COUNTERS_EVERY: Duration = Duration::from_millis(1000);
 
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
@@ -152,8 +168,10 @@ pub struct Tracer {
     reader: Reader,
     object: Object,
     layout: EventLayout,
-    drops_reported: u64,
-    perf_lost: u64,
+    counters: Counters,
+    losses: Losses,
+    /// Last reading of the syscall-read counters: (when, drops map, recursion misses).
+    slow: (Option<std::time::Instant>, u64, u64),
     pub warnings: Vec<String>,
 }
 
@@ -355,7 +373,27 @@ impl Tracer {
                 set("wakeup_interval_ns", ns.to_ne_bytes().to_vec(), false)?;
             }
         }
+        let counter_vars = (spec.global_var("lost_full"), spec.global_var("lost_other"));
+        if let (Some(v), Some(_)) = &counter_vars {
+            load_opts.mmapable.push(v.section.clone());
+        }
         let object = Object::load_with(&spec, &load_opts)?;
+        let counters = match counter_vars {
+            (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
+                let map = object
+                    .map(&full.section)
+                    .ok_or_else(|| TracerError::Missing(format!("map {}", full.section)))?
+                    .mmap_ro()
+                    .map_err(TracerError::Counters)?;
+                Counters::Mapped {
+                    map,
+                    full: full.offset,
+                    other: other.offset,
+                }
+            }
+            _ if object.map("drops").is_some() => Counters::DropsMap,
+            _ => Counters::None,
+        };
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
@@ -375,8 +413,9 @@ impl Tracer {
             reader,
             object,
             layout,
-            drops_reported: 0,
-            perf_lost: 0,
+            counters,
+            losses: Losses::new(!transport.uses_ringbuf()),
+            slow: (None, 0, 0),
             warnings,
         })
     }
@@ -422,7 +461,7 @@ impl Tracer {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
-        let perf_lost = &mut self.perf_lost;
+        let losses = &mut self.losses;
         self.reader.poll_observed(timeout, obs, |rec| match rec {
             Record::Sample { data, .. } => match EventRef::parse(data, &layout) {
                 Ok(e) => {
@@ -435,34 +474,55 @@ impl Tracer {
                 }
             },
             Record::Lost { cpu, count } => {
-                *perf_lost += count;
-                on_lost(Lost::PerfRing { cpu, count });
+                if let Some(l) = losses.on_perf_lost(cpu, count) {
+                    on_lost(l);
+                }
                 ControlFlow::Continue(())
             }
         })?;
         if let Some(err) = bad {
             return Err(err.into());
         }
-        // Losses the BPF program counted. For the perf buffer, ring-full losses already
-        // came as PERF_RECORD_LOST: report only what goes beyond those.
-        let counted = self.bpf_drops();
-        let already = if self.reader.is_ringbuf() {
-            0
-        } else {
-            self.perf_lost
-        };
-        let new = counted
-            .saturating_sub(already)
-            .saturating_sub(self.drops_reported);
-        if new > 0 {
-            self.drops_reported += new;
-            on_lost(Lost::Bpf { count: new });
-        }
+        self.report_counters(false, &mut on_lost);
         Ok(events)
     }
 
-    /// Total the BPF program failed to submit, from its `drops` map (0 if it has none).
-    pub fn bpf_drops(&self) -> u64 {
+    /// Reports what the counters add since the last call: the program's (every call: an
+    /// mmap read) and those read by syscall (at most once a second, or now with `force`).
+    /// Call with `force` once more before exiting, so the last losses are told.
+    pub fn report_counters<L: FnMut(Lost)>(&mut self, force: bool, on_lost: &mut L) {
+        let now = std::time::Instant::now();
+        let slow_due = force
+            || self
+                .slow
+                .0
+                .is_none_or(|t| now.duration_since(t) >= SYSCALL_COUNTERS_EVERY);
+        if slow_due {
+            self.slow.0 = Some(now);
+            if matches!(self.counters, Counters::DropsMap) {
+                self.slow.1 = self.drops_map();
+            }
+            self.slow.2 = self.recursion_misses();
+        }
+        let (full, other) = match &self.counters {
+            Counters::Mapped { map, full, other } => {
+                (read_counter(map, *full), read_counter(map, *other))
+            }
+            Counters::DropsMap => (self.slow.1, 0),
+            Counters::None => (0, 0),
+        };
+        for l in self.losses.on_counters(full, other, self.slow.2) {
+            on_lost(l);
+        }
+    }
+
+    /// Everything reported lost so far.
+    pub fn lost_total(&self) -> u64 {
+        self.losses.total()
+    }
+
+    /// The `drops` map of a user's object (0 if unreadable).
+    fn drops_map(&self) -> u64 {
         let Some(map) = self.object.map("drops") else {
             return 0;
         };
@@ -471,6 +531,15 @@ impl Tracer {
             Ok(()) => u64::from_ne_bytes(v),
             Err(_) => 0,
         }
+    }
+
+    /// How often the kernel skipped our programs, summed (0 before Linux 5.12).
+    pub fn recursion_misses(&self) -> u64 {
+        self.object
+            .programs()
+            .iter()
+            .filter_map(|p| bpf::prog_recursion_misses(p.fd()).ok().flatten())
+            .sum()
     }
 
     /// The consumer's epoll fd, to wait on several sources at once.
@@ -482,4 +551,22 @@ impl Tracer {
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
+}
+
+/// One u64 counter of the mmap'd .bss.
+fn read_counter(map: &sys::mmap::Mmap, off: usize) -> u64 {
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
+    if !off.is_multiple_of(8) || off + 8 > map.len() {
+        return 0;
+    }
+    // SAFETY: `off` is 8-aligned and inside the mapping (checked above; the mapping is
+    // page-aligned), which lives as long as `map`. The kernel's BPF program updates the
+    // value concurrently only with atomic adds, so an atomic load is the right access.
+    let cell = unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) };
+    // Pairs with the BPF program's __sync_fetch_and_add in record_drop (bpf/tracer.h),
+    // a BPF_ATOMIC add. A count only, no data published under it: Relaxed suffices; a
+    // PROT_READ mapping allows only plain loads, then fence(Acquire) per the project rule.
+    let v = cell.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    v
 }

@@ -24,13 +24,6 @@ struct Want {
 const EVENT_SIZE: u32 = 8264;
 
 fn expected_maps(t: Transport) -> Vec<Want> {
-    let drops = Want {
-        name: "drops",
-        map_type: bpf::BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-    };
     let heap = Want {
         name: "heap",
         map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
@@ -61,12 +54,13 @@ fn expected_maps(t: Transport) -> Vec<Want> {
         value_size,
         max_entries: 1,
     };
+    // `__u64 lost_full, lost_other` (bpf/tracer.h), and for the ring buffer tracers
     // `__u64 last_wakeup_ns` (bpf/ringbuf_wakeup.h).
-    let bss = Want {
+    let bss = |value_size| Want {
         name: ".bss",
         map_type: bpf::BPF_MAP_TYPE_ARRAY,
         key_size: 4,
-        value_size: 8,
+        value_size,
         max_entries: 1,
     };
     let execs = Want {
@@ -85,9 +79,9 @@ fn expected_maps(t: Transport) -> Vec<Want> {
     };
     match t {
         Transport::RingbufReserve | Transport::RingbufOutput => {
-            vec![rb, heap, drops, rodata(80), bss, execs, exec_start]
+            vec![rb, heap, rodata(80), bss(24), execs, exec_start]
         }
-        Transport::Perfbuf => vec![pb, heap, drops, rodata(56), execs, exec_start],
+        Transport::Perfbuf => vec![pb, heap, rodata(56), bss(16), execs, exec_start],
     }
 }
 

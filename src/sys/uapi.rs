@@ -25,6 +25,9 @@ pub const BPF_PERF_EVENT: u32 = 41;
 
 /// `BPF_F_RDONLY_PROG`: the program may only read the map (used for frozen .rodata).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+/// `BPF_F_MMAPABLE`: an array map user space can mmap (Linux >= 5.5); global data counters
+/// are then read without a map syscall.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// `BPF_ANY` for map updates.
 pub const BPF_ANY: u64 = 0;
 
