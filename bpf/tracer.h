@@ -40,6 +40,14 @@ static __always_inline void record_drop(long err)
 		__sync_fetch_and_add(&lost_other, 1);
 }
 
+/* The cgroup of --cgroup (see filter_cgroup). */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} cgroup_filter SEC(".maps");
+
 /*
  * Filters and options user space sets before loading. `const volatile` puts them in
  * .rodata, which the loader turns into a one-entry array map, writes, then freezes; the
@@ -50,9 +58,12 @@ static __always_inline void record_drop(long err)
 const volatile __u32 filter_uid = FILTER_NONE;
 const volatile __u32 filter_pid = FILTER_NONE;	/* tgid */
 const volatile __u32 filter_ppid = FILTER_NONE;	/* tgid of the real parent */
-/* cgroup v2: the id of the cgroup and its depth below the root (0 = no filter) */
-const volatile __u64 filter_cgroup_id = 0;
-const volatile __u32 filter_cgroup_level = 0;
+/*
+ * cgroup v2: 1 = only tasks in the cgroup user space puts in cgroup_filter[0] (a directory
+ * fd), or below it. bpf_current_task_under_cgroup works for tracepoints on every kernel we
+ * support (bpf_get_current_ancestor_cgroup_id does not on 5.10).
+ */
+const volatile __u32 filter_cgroup = 0;
 /* what to trace besides successful execs */
 const volatile __u32 want_args = 0;	/* argv read at sys_enter_execve(at) */
 const volatile __u32 want_failed = 0;	/* failed execs, from sys_exit_execve(at) */
@@ -102,9 +113,7 @@ static __always_inline int filtered_out(void)
 		return 1;
 	if (filter_ppid != FILTER_NONE && (__u32)current_ppid() != filter_ppid)
 		return 1;
-	/* in that cgroup or below it: its ancestor at the cgroup's own level is the cgroup */
-	if (filter_cgroup_id &&
-	    bpf_get_current_ancestor_cgroup_id(filter_cgroup_level) != filter_cgroup_id)
+	if (filter_cgroup && bpf_current_task_under_cgroup(&cgroup_filter, 0) != 1)
 		return 1;
 	return 0;
 }

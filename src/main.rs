@@ -391,8 +391,9 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
     opts.exit = cli.exit;
     opts.failed = cli.fails;
     if let Some(path) = &cli.cgroup {
-        let (id, level) = sys::cgroup::id_and_level(path)?;
-        opts.cgroup = Some(rawsnoop::tracer::CgroupFilter { id, level });
+        // Checked here: a cgroup v2 directory (its id is what the events' cgroup field shows).
+        sys::cgroup::id_and_level(path)?;
+        opts.cgroup = Some(rawsnoop::tracer::CgroupFilter { path: path.clone() });
     }
     Ok(opts)
 }

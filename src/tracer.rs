@@ -42,6 +42,11 @@ pub enum TracerError {
         "mapping the program's lost-record counters (.bss, BPF_F_MMAPABLE needs Linux >= 5.5)"
     )]
     Counters(#[source] std::io::Error),
+    #[error("--cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("probing for BPF ring buffer support")]
     Probe(#[source] std::io::Error),
 }
@@ -56,11 +61,10 @@ pub enum RingWakeup {
     Adaptive { threshold: u64, interval: Duration },
 }
 
-/// A cgroup v2 to trace: its id (the directory's inode number) and depth below the root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A cgroup v2 to trace: its directory (the kernel checks "in it or below it").
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupFilter {
-    pub id: u64,
-    pub level: u32,
+    pub path: std::path::PathBuf,
 }
 
 /// What to trace with.
@@ -324,10 +328,19 @@ impl Tracer {
         if let Some(ppid) = opts.ppid {
             set("filter_ppid", ppid.to_ne_bytes().to_vec(), true)?;
         }
-        if let Some(cg) = opts.cgroup {
-            set("filter_cgroup_id", cg.id.to_ne_bytes().to_vec(), true)?;
-            set("filter_cgroup_level", cg.level.to_ne_bytes().to_vec(), true)?;
-        }
+        // The cgroup directory is opened before anything is loaded (a bad path fails first).
+        let cgroup_dir = match &opts.cgroup {
+            Some(cg) => {
+                set("filter_cgroup", 1u32.to_ne_bytes().to_vec(), true)?;
+                Some(
+                    std::fs::File::open(&cg.path).map_err(|source| TracerError::Cgroup {
+                        path: cg.path.display().to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let want_args = opts.args || opts.failed;
         set(
             "want_args",
@@ -394,6 +407,23 @@ impl Tracer {
             _ if object.map("drops").is_some() => Counters::DropsMap,
             _ => Counters::None,
         };
+        if let Some(dir) = &cgroup_dir {
+            use std::os::fd::AsRawFd;
+            let m = object
+                .map("cgroup_filter")
+                .ok_or_else(|| TracerError::Missing("map cgroup_filter".into()))?;
+            let fd = dir.as_raw_fd() as u32;
+            bpf::map_update_elem(m.fd(), &0u32.to_ne_bytes(), &fd.to_ne_bytes(), 0).map_err(
+                |source| TracerError::Cgroup {
+                    path: opts
+                        .cgroup
+                        .as_ref()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                },
+            )?;
+        }
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;

@@ -77,11 +77,19 @@ fn expected_maps(t: Transport) -> Vec<Want> {
         value_size: 8,
         max_entries: 16384,
     };
+    // --cgroup's directory fd (bpf_current_task_under_cgroup).
+    let cgroup = Want {
+        name: "cgroup_filter",
+        map_type: bpf::BPF_MAP_TYPE_CGROUP_ARRAY,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+    };
     match t {
         Transport::RingbufReserve | Transport::RingbufOutput => {
-            vec![rb, heap, rodata(80), bss(24), execs, exec_start]
+            vec![rb, heap, rodata(64), bss(24), execs, exec_start, cgroup]
         }
-        Transport::Perfbuf => vec![pb, heap, rodata(56), bss(16), execs, exec_start],
+        Transport::Perfbuf => vec![pb, heap, rodata(44), bss(16), execs, exec_start, cgroup],
     }
 }
 

@@ -8,6 +8,7 @@ pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_CGROUP_ARRAY: u32 = 8;
 pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
