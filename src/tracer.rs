@@ -563,11 +563,16 @@ impl Tracer {
         }
     }
 
-    /// How often the kernel skipped our programs, summed (0 before Linux 5.12).
+    /// How often the kernel skipped the programs that send events (0 before Linux 5.12).
+    /// A skipped `handle_exec`/`handle_exit` is a lost event; a skipped syscall-exit program
+    /// loses a failed exec if it was one. A skipped syscall-entry program loses only the
+    /// arguments (the exec is still reported, with the kernel's filename), so it is not
+    /// counted.
     pub fn recursion_misses(&self) -> u64 {
         self.object
             .programs()
             .iter()
+            .filter(|p| !p.name.starts_with("handle_enter_"))
             .filter_map(|p| bpf::prog_recursion_misses(p.fd()).ok().flatten())
             .sum()
     }
