@@ -405,45 +405,6 @@ enum Format {
     Json,
 }
 
-/// Kernel timestamps (CLOCK_MONOTONIC ns) to wall-clock time.
-struct Clock {
-    start_mono: u64,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC at the start, in ns.
-    offset: i128,
-    /// The last HH:MM:SS made, by Unix second.
-    cached: (i64, String),
-}
-
-impl Clock {
-    fn new() -> Clock {
-        let mono = sys::time::monotonic_ns();
-        let real = sys::time::realtime_ns();
-        Clock {
-            start_mono: mono,
-            offset: real as i128 - mono as i128,
-            cached: (i64::MIN, String::new()),
-        }
-    }
-    /// Unix time of a kernel timestamp (now for an event without one).
-    fn unix_ns(&self, ts: Option<u64>) -> i128 {
-        match ts {
-            Some(ts) => ts as i128 + self.offset,
-            None => sys::time::realtime_ns() as i128,
-        }
-    }
-    fn hms(&mut self, ts: Option<u64>) -> &str {
-        let secs = (self.unix_ns(ts) / 1_000_000_000) as i64;
-        if self.cached.0 != secs {
-            self.cached = (secs, sys::time::local_hms_at(secs));
-        }
-        &self.cached.1
-    }
-    fn since_start(&self, ts: Option<u64>) -> f64 {
-        let now = ts.unwrap_or_else(sys::time::monotonic_ns);
-        now.saturating_sub(self.start_mono) as f64 / 1e9
-    }
-}
-
 fn trace(cli: &Cli) -> Result<()> {
     let mut opts = validate(cli)?;
     let format = if cli.json {
@@ -467,7 +428,7 @@ fn trace(cli: &Cli) -> Result<()> {
     } || cli.line.is_some();
     let max_args = cli.max_args;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
-    let mut clock = Clock::new();
+    let mut clock = rawsnoop::tracer::Clock::new();
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
         eprintln!("rawsnoop: warning: {w}");

@@ -121,30 +121,9 @@ impl TracerOptions {
     }
 }
 
-/// Offsets of `real_parent`, `tgid` and `exit_code` in the running kernel's `struct
-/// task_struct`, from /sys/kernel/btf/vmlinux (`None` without kernel BTF).
-pub fn task_offsets() -> Option<(u32, u32, u32)> {
-    use crate::loader::btf::{Btf, BtfKind, BtfType};
-    static CACHE: std::sync::OnceLock<Option<(u32, u32, u32)>> = std::sync::OnceLock::new();
-    *CACHE.get_or_init(|| {
-        let bytes = std::fs::read("/sys/kernel/btf/vmlinux").ok()?;
-        let btf = Btf::parse(&bytes).ok()?;
-        let id = btf.find_by_name("task_struct", BtfKind::Struct)?;
-        let Ok(BtfType::Struct { members, .. }) = btf.type_by_id(id) else {
-            return None;
-        };
-        let off = |name: &str| {
-            members
-                .iter()
-                .find(|m| btf.string_at(m.name_off).ok() == Some(name))
-                .filter(|m| m.bitfield_size == 0 && m.offset_bits % 8 == 0)
-                .map(|m| m.offset_bits / 8)
-        };
-        Some((off("real_parent")?, off("tgid")?, off("exit_code")?))
-    })
-}
-
+mod kernel;
 mod losses;
+pub use kernel::{task_offsets, Clock};
 use losses::Losses;
 pub use losses::Lost;
 
