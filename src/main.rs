@@ -41,8 +41,9 @@ struct Cli {
     /// its options -x -U -u -T -t -q -n -l --max-args and --cgroup (its -c).
     #[arg(long)]
     execsnoop: bool,
-    /// Any columns, in any order: time,event,pid,ppid,uid,comm,ret,filename,args,cgroup,
-    /// duration,exit (default: the demo's time,event,pid,comm,filename).
+    /// Any columns, in any order, from
+    /// time,event,pid,ppid,uid,comm,ret,filename,args,cgroup,duration,exit
+    /// (default: the demo's time,event,pid,comm,filename).
     #[arg(long, value_name = "LIST", conflicts_with = "execsnoop")]
     columns: Option<String>,
     /// Also report process exits (EVENT EXIT) with the exit code or signal and the time
