@@ -146,6 +146,8 @@ fn execs_under_map_syscall_pressure_are_printed_or_counted() {
     let mut tool = spawn_tool(&["--ppid", me.as_str(), "-v"]);
     tool.attach_line();
     assert!(tool.next_line("the header").starts_with("TIME"));
+    // Kernels before 5.11 charge maps to RLIMIT_MEMLOCK (raising it may fail: best effort).
+    let _ = rawsnoop::sys::kernel::raise_memlock_if_needed();
     let map = bpf::map_create(&bpf::MapCreate {
         map_type: bpf::BPF_MAP_TYPE_ARRAY,
         key_size: 4,
