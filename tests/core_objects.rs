@@ -214,3 +214,50 @@ fn perturbed(source: BtfSource) {
     assert_eq!((got_pid, old_pid), (pid, pid));
     assert_eq!(name, probe.to_str().unwrap());
 }
+
+#[test]
+fn kconfig_externs_get_the_running_kernels_values() {
+    if !bpf_allowed("kconfig_externs_get_the_running_kernels_values") {
+        return;
+    }
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("kconfig")).unwrap()).unwrap();
+    assert_eq!(spec.kconfig.len(), 6);
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("kconfig_values").unwrap()).unwrap();
+    let dir = TempDir::new("core-kconfig");
+    exec_n(&probe_program(&dir.0, "rsnp-kconfig"), 1);
+    let mut v = [0u8; 48];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    let version = rawsnoop::sys::kernel::version().unwrap().code();
+    assert_eq!(v[0], u64::from(version));
+    assert_eq!(v[1], 1, "CONFIG_BPF_SYSCALL=y");
+    assert_eq!(v[4], 100, "a weak CONFIG the kernel lacks is 0");
+    match rawsnoop::loader::externs::read_kernel_config() {
+        Ok(cfg) => {
+            let hz = cfg
+                .get("CONFIG_HZ")
+                .map_or(0, |h| h.parse::<u64>().unwrap());
+            assert_eq!(v[2], hz);
+            let tri = match cfg.get("CONFIG_EXT4_FS").map(String::as_str) {
+                Some("y") => 1,
+                Some("m") => 2,
+                _ => 0,
+            };
+            assert_eq!(v[3], tri);
+            let lv = cfg
+                .get("CONFIG_LOCALVERSION")
+                .and_then(|s| s.trim_matches('"').bytes().next())
+                .map_or(0, u64::from);
+            assert_eq!(v[5], 200 + lv);
+        }
+        Err(e) => println!("kernel config unavailable ({e}): weak externs are 0"),
+    }
+
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("kconfig-missing")).unwrap()).unwrap();
+    let msg = Object::load(&spec).unwrap_err().to_string();
+    assert!(msg.contains("CONFIG_RAWSNOOP_NOPE"), "{msg}");
+}

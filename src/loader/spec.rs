@@ -223,6 +223,8 @@ pub struct ObjectSpec {
     pub btf: Option<Btf>,
     pub sections: Vec<SectionInfo>,
     pub warnings: Vec<String>,
+    /// `.kconfig` externs, laid out in the `.kconfig` map (values filled at load time).
+    pub kconfig: Vec<crate::loader::externs::KconfigVar>,
 }
 
 impl ObjectSpec {

@@ -126,10 +126,33 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
     let mut warnings = Vec::new();
     let license = parse_license(&elf)?;
     let kern_version = parse_version(&elf)?;
-    let btf = parse_btf(&elf, &mut warnings);
+    let mut btf = parse_btf(&elf, &mut warnings);
+    // `.kconfig` externs: laid out (and the DATASEC fixed) before anything reads the BTF.
+    let weak = |name: &str| elf.symbols.iter().any(|s| s.name == name && s.weak);
+    let kconfig = btf
+        .as_mut()
+        .and_then(|b| crate::loader::externs::layout_kconfig(b, &weak));
     let ext = parse_btf_ext(&elf, btf.as_ref(), &mut warnings);
 
-    let found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
+    let mut found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
+    let mut externs = std::collections::HashMap::new();
+    let kconfig_vars = match kconfig {
+        Some((map, vars)) => {
+            let idx = found.maps.len();
+            found.maps.push(map);
+            found.locations.push(maps::MapLocation {
+                section: usize::MAX, // no ELF section: only extern symbols refer to it
+                offset: 0,
+                size: 0,
+                data: true,
+            });
+            for v in &vars {
+                externs.insert(v.name.clone(), (idx, v.offset));
+            }
+            vars
+        }
+        None => Vec::new(),
+    };
 
     let sections: Vec<SectionInfo> = elf
         .sections
@@ -143,7 +166,8 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         })
         .collect();
 
-    let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?;
+    let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?
+        .with_externs(externs);
     let mut programs = Vec::new();
     for sec in elf.sections.iter().filter(|s| s.is_exec()) {
         if sec.name == ".text" {
@@ -198,6 +222,7 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         btf,
         sections,
         warnings,
+        kconfig: kconfig_vars,
     })
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct Linker<'e, 'a> {
     rels: HashMap<usize, HashMap<usize, RelEntry>>,
     /// `.text` functions sorted by start.
     subprogs: Vec<Func>,
+    /// Extern symbol -> (map index, offset in its value): `.kconfig` externs.
+    externs: HashMap<String, (usize, u32)>,
 }
 
 fn decode(sec: &Section<'_>) -> Result<Vec<Insn>, ParseError> {
@@ -182,7 +184,14 @@ impl<'e, 'a> Linker<'e, 'a> {
             code,
             rels,
             subprogs,
+            externs: HashMap::new(),
         })
+    }
+
+    /// Extern symbols that resolve to a map value (`.kconfig`, see `loader::externs`).
+    pub fn with_externs(mut self, externs: HashMap<String, (usize, u32)>) -> Self {
+        self.externs = externs;
+        self
     }
 
     /// Link the program `sym` of section `sec`.
@@ -362,9 +371,18 @@ impl<'e, 'a> Linker<'e, 'a> {
 
     fn map_reloc(&self, sym: &Symbol, insn: Insn) -> Result<RelocKind, String> {
         let Some(sec) = sym.section else {
-            return Err(
-                "the symbol is undefined: externs (kconfig, ksyms) are not supported".to_string(),
-            );
+            if let Some(&(map, off)) = self.externs.get(&sym.name) {
+                let offset = i64::from(off)
+                    .checked_add(i64::from(insn.imm))
+                    .and_then(|o| u32::try_from(o).ok())
+                    .ok_or_else(|| format!("extern `{}` offset out of range", sym.name))?;
+                return Ok(RelocKind::MapValue { map, offset });
+            }
+            return Err(format!(
+                "extern `{}` cannot be resolved: rawsnoop resolves `.kconfig` externs \
+                 (LINUX_KERNEL_VERSION, CONFIG_*), not `.ksyms` (kernel symbols) or other externs",
+                sym.name
+            ));
         };
         let sec_name = self.elf.section_name(Some(sec));
         let mut in_sec = self
