@@ -234,10 +234,12 @@ fn kconfig_externs_get_the_running_kernels_values() {
         .collect();
     let version = rawsnoop::sys::kernel::version().unwrap().code();
     assert_eq!(v[0], u64::from(version));
-    assert_eq!(v[1], 1, "CONFIG_BPF_SYSCALL=y");
     assert_eq!(v[4], 100, "a weak CONFIG the kernel lacks is 0");
+    // Every CONFIG_ extern of the fixture is __weak, so kernels without an available config
+    // (no /boot/config-*, no /proc/config.gz) still load it, with zeros.
     match rawsnoop::loader::externs::read_kernel_config() {
         Ok(cfg) => {
+            assert_eq!(v[1], 1, "CONFIG_BPF_SYSCALL=y");
             let hz = cfg
                 .get("CONFIG_HZ")
                 .map_or(0, |h| h.parse::<u64>().unwrap());

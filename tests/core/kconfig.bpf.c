@@ -5,7 +5,7 @@
 #include <bpf/bpf_helpers.h>
 
 extern unsigned int LINUX_KERNEL_VERSION __kconfig;
-extern bool CONFIG_BPF_SYSCALL __kconfig;
+extern bool CONFIG_BPF_SYSCALL __kconfig __weak;
 extern int CONFIG_HZ __kconfig __weak;
 extern enum libbpf_tristate CONFIG_EXT4_FS __kconfig __weak;
 extern bool CONFIG_RAWSNOOP_NOPE __kconfig __weak;
