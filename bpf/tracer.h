@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: (MIT OR Apache-2.0) */
 /*
- * tracer.h: what the three exec tracers share besides struct event: the
- * `drops` counter, so that a record the kernel could not take (ring full,
- * no perf buffer on this CPU, ...) is counted instead of silently lost.
- * Userspace reads drops[0] and reports it.
+ * tracer.h: what the three exec tracers share besides struct event: the `drops`
+ * counter, the filters and options user space writes into .rodata before load, and
+ * the reads of the current task_struct.
+ *
+ * Before including it, a program defines READ_KERNEL / READ_USER / READ_USER_STR (the
+ * ringbuf tracers use the exact helpers of Linux >= 5.5, the perf buffer tracer the old
+ * generic ones so it keeps older kernels).
  */
 #ifndef RAWSNOOP_TRACER_H
 #define RAWSNOOP_TRACER_H
@@ -29,18 +32,70 @@ static __always_inline void record_drop(void)
 }
 
 /*
- * Filters user space sets before loading. `const volatile` puts them in .rodata,
- * which the loader turns into a one-entry array map, writes, then freezes; the
+ * Filters and options user space sets before loading. `const volatile` puts them in
+ * .rodata, which the loader turns into a one-entry array map, writes, then freezes; the
  * verifier then knows the values and drops the branches they rule out.
  * FILTER_NONE means "no filter".
  */
 #define FILTER_NONE ((__u32)-1)
 const volatile __u32 filter_uid = FILTER_NONE;
+const volatile __u32 filter_pid = FILTER_NONE;	/* tgid */
+const volatile __u32 filter_ppid = FILTER_NONE;	/* tgid of the real parent */
+/* cgroup v2: the id of the cgroup and its depth below the root (0 = no filter) */
+const volatile __u64 filter_cgroup_id = 0;
+const volatile __u32 filter_cgroup_level = 0;
+/* what to trace besides successful execs */
+const volatile __u32 want_args = 0;	/* argv read at sys_enter_execve(at) */
+const volatile __u32 want_failed = 0;	/* failed execs, from sys_exit_execve(at) */
+const volatile __u32 want_exit = 0;	/* remember exec times for EXIT durations */
+const volatile __u32 max_args = DEFAULT_MAXARGS;
+/*
+ * Field offsets in struct task_struct on the running kernel, which user space reads
+ * from /sys/kernel/btf/vmlinux (0: unknown, the field is then reported as -1).
+ */
+const volatile __u32 task_real_parent_off = 0;
+const volatile __u32 task_tgid_off = 0;
+const volatile __u32 task_exit_code_off = 0;
 
-/* True when this exec should not be reported. */
+/* The real parent's tgid, or -1 when the offsets are unknown. */
+static __always_inline int current_ppid(void)
+{
+	__u64 task = bpf_get_current_task();
+	__u64 parent = 0;
+	int ppid = -1;
+
+	if (!task_real_parent_off || !task_tgid_off)
+		return -1;
+	READ_KERNEL(&parent, sizeof(parent), (const void *)(task + task_real_parent_off));
+	if (parent)
+		READ_KERNEL(&ppid, sizeof(ppid), (const void *)(parent + task_tgid_off));
+	return ppid;
+}
+
+/* The current task's exit_code (code << 8 | signal), or -1 when unknown. */
+static __always_inline int current_exit_code(void)
+{
+	__u64 task = bpf_get_current_task();
+	int code = -1;
+
+	if (!task_exit_code_off)
+		return -1;
+	READ_KERNEL(&code, sizeof(code), (const void *)(task + task_exit_code_off));
+	return code;
+}
+
+/* True when the current task should not be reported. */
 static __always_inline int filtered_out(void)
 {
 	if (filter_uid != FILTER_NONE && (__u32)bpf_get_current_uid_gid() != filter_uid)
+		return 1;
+	if (filter_pid != FILTER_NONE && (__u32)(bpf_get_current_pid_tgid() >> 32) != filter_pid)
+		return 1;
+	if (filter_ppid != FILTER_NONE && (__u32)current_ppid() != filter_ppid)
+		return 1;
+	/* in that cgroup or below it: its ancestor at the cgroup's own level is the cgroup */
+	if (filter_cgroup_id &&
+	    bpf_get_current_ancestor_cgroup_id(filter_cgroup_level) != filter_cgroup_id)
 		return 1;
 	return 0;
 }

@@ -4,58 +4,15 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use crate::consumer::{ConsumerError, NoObserver, Observer, Reader, Record, TransportOptions};
 use crate::event::{self, EventLayout, EventRef, BUILTIN_LAYOUT};
 use crate::loader::attach::{self, AttachError, Link};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::spec::{AttachPoint, ObjectSpec, ParseError};
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, PerfRecord, Wakeup};
-use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::{self, bpf};
 
-/// How records travel from the BPF program to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `bpf_ringbuf_reserve()` + `bpf_ringbuf_submit()`: written in place, no copy.
-    RingbufReserve,
-    /// `bpf_ringbuf_output()`: built in a per-CPU scratch map, then copied in.
-    RingbufOutput,
-    /// `bpf_perf_event_output()`: one perf ring per CPU.
-    Perfbuf,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [
-        Transport::RingbufReserve,
-        Transport::RingbufOutput,
-        Transport::Perfbuf,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::RingbufReserve => "ringbuf-reserve",
-            Transport::RingbufOutput => "ringbuf",
-            Transport::Perfbuf => "perfbuf",
-        }
-    }
-
-    /// Parses a name from [`Transport::name`] (the CLI flag without its dashes).
-    pub fn from_name(s: &str) -> Option<Transport> {
-        Transport::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    /// The built-in object for this transport.
-    pub fn builtin_object(self) -> &'static [u8] {
-        match self {
-            Transport::RingbufReserve => crate::objects::RINGBUF_RESERVE,
-            Transport::RingbufOutput => crate::objects::RINGBUF_OUTPUT,
-            Transport::Perfbuf => crate::objects::PERFBUF_OUTPUT,
-        }
-    }
-
-    fn uses_ringbuf(self) -> bool {
-        self != Transport::Perfbuf
-    }
-}
+/// How records travel from the BPF program to us (defined with the consumers).
+pub use crate::consumer::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
@@ -65,10 +22,8 @@ pub enum TracerError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Attach(#[from] AttachError),
-    #[error("ring buffer: {0}")]
-    RingBuf(#[from] RingBufError),
-    #[error("perf buffer: {0}")]
-    PerfBuf(#[from] PerfBufError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
     #[error(transparent)]
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
@@ -78,24 +33,56 @@ pub enum TracerError {
          kernels before 5.8): run it with sudo"
     )]
     NoPrivilege,
-    #[error("ringbuf needs Linux >= 5.8 and this kernel is {0}: use --perfbuf")]
-    NoRingbuf(String),
+    #[error(
+        "this kernel has no BPF ring buffer (creating a BPF_MAP_TYPE_RINGBUF map was refused; \
+         it came in Linux 5.8): use --perfbuf"
+    )]
+    NoRingbuf,
+    #[error("probing for BPF ring buffer support")]
+    Probe(#[source] std::io::Error),
+}
+
+/// When a ring buffer record wakes the consumer (`bpf/ringbuf_wakeup.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingWakeup {
+    /// Flags 0: the kernel wakes us for a record when we had read everything before it.
+    Kernel,
+    /// `BPF_RB_NO_WAKEUP` unless `threshold` bytes wait or the last wakeup is older than
+    /// `interval`; then `BPF_RB_FORCE_WAKEUP`.
+    Adaptive { threshold: u64, interval: Duration },
+}
+
+/// A cgroup v2 to trace: its id (the directory's inode number) and depth below the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFilter {
+    pub id: u64,
+    pub level: u32,
 }
 
 /// What to trace with.
 #[derive(Debug, Clone)]
 pub struct TracerOptions {
-    pub transport: Transport,
+    /// The transport and its own settings (ring size, or perf pages and wakeup).
+    pub transport: TransportOptions,
     /// A user's object instead of the built-in one (`--object`).
     pub object: Option<Vec<u8>>,
-    /// Perf buffer pages per CPU (power of two); the demo's 8 by default.
-    pub perf_pages: usize,
-    /// When the kernel wakes us for perf buffer data.
-    pub perf_wakeup: Wakeup,
-    /// Ring buffer size in bytes instead of the object's (power of two, page multiple).
-    pub ringbuf_size: Option<u32>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
+    /// Only this process (tgid) / the children of this one.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    /// Only tasks in this cgroup v2 or below it.
+    pub cgroup: Option<CgroupFilter>,
+    /// Read the arguments at sys_enter_execve(at).
+    pub args: bool,
+    /// Report failed execs (from sys_exit_execve(at)); implies reading the arguments.
+    pub failed: bool,
+    /// Report process exits.
+    pub exit: bool,
+    /// Arguments read per exec, 1..=60 (execsnoop's --max-args).
+    pub max_args: u32,
+    /// Ring buffer wakeups (the perf buffer uses `perf_wakeup`).
+    pub ring_wakeup: RingWakeup,
     /// BTF that CO-RE relocations resolve against (`--btf`).
     pub btf: crate::loader::core::BtfSource,
 }
@@ -103,15 +90,53 @@ pub struct TracerOptions {
 impl TracerOptions {
     pub fn new(transport: Transport) -> Self {
         TracerOptions {
-            transport,
+            transport: transport.default_options(),
             object: None,
-            perf_pages: 8,
-            perf_wakeup: Wakeup::Events(1),
-            ringbuf_size: None,
             uid: None,
+            pid: None,
+            ppid: None,
+            cgroup: None,
+            args: false,
+            failed: false,
+            exit: false,
+            max_args: 20,
+            ring_wakeup: RingWakeup::Kernel,
             btf: crate::loader::core::BtfSource::Kernel,
         }
     }
+
+    /// True when these options need rawsnoop's own programs (not a user's demo object).
+    fn needs_builtin(&self) -> bool {
+        self.pid.is_some()
+            || self.ppid.is_some()
+            || self.cgroup.is_some()
+            || self.args
+            || self.failed
+            || self.exit
+    }
+}
+
+/// Offsets of `real_parent`, `tgid` and `exit_code` in the running kernel's `struct
+/// task_struct`, from /sys/kernel/btf/vmlinux (`None` without kernel BTF).
+pub fn task_offsets() -> Option<(u32, u32, u32)> {
+    use crate::loader::btf::{Btf, BtfKind, BtfType};
+    static CACHE: std::sync::OnceLock<Option<(u32, u32, u32)>> = std::sync::OnceLock::new();
+    *CACHE.get_or_init(|| {
+        let bytes = std::fs::read("/sys/kernel/btf/vmlinux").ok()?;
+        let btf = Btf::parse(&bytes).ok()?;
+        let id = btf.find_by_name("task_struct", BtfKind::Struct)?;
+        let Ok(BtfType::Struct { members, .. }) = btf.type_by_id(id) else {
+            return None;
+        };
+        let off = |name: &str| {
+            members
+                .iter()
+                .find(|m| btf.string_at(m.name_off).ok() == Some(name))
+                .filter(|m| m.bitfield_size == 0 && m.offset_bits % 8 == 0)
+                .map(|m| m.offset_bits / 8)
+        };
+        Some((off("real_parent")?, off("tgid")?, off("exit_code")?))
+    })
 }
 
 /// Data the tracer could not deliver.
@@ -123,16 +148,20 @@ pub enum Lost {
     Bpf { count: u64 },
 }
 
-enum Source {
-    Ring(RingBuf),
-    Perf(PerfBuf),
+impl Lost {
+    /// How many records this notice stands for.
+    pub fn count(&self) -> u64 {
+        match *self {
+            Lost::PerfRing { count, .. } | Lost::Bpf { count } => count,
+        }
+    }
 }
 
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
     // Field order is drop order: detach first, then the consumer, then the maps.
-    link: Link,
-    source: Source,
+    links: Vec<Link>,
+    reader: Reader,
     object: Object,
     layout: EventLayout,
     drops_reported: u64,
@@ -176,9 +205,11 @@ impl Tracer {
         if !has_privilege() {
             return Err(TracerError::NoPrivilege);
         }
+        opts.transport.validate()?;
+        let transport = opts.transport.transport();
         let bytes: &[u8] = match &opts.object {
             Some(b) => b,
-            None => opts.transport.builtin_object(),
+            None => transport.builtin_object(),
         };
         let spec = ObjectSpec::parse(bytes)?;
         let prog_name = find_program(&spec)
@@ -188,7 +219,7 @@ impl Tracer {
                 )
             })?
             .to_string();
-        let (map_type, preferred) = if opts.transport.uses_ringbuf() {
+        let (map_type, preferred) = if transport.uses_ringbuf() {
             (bpf::BPF_MAP_TYPE_RINGBUF, "rb")
         } else {
             (bpf::BPF_MAP_TYPE_PERF_EVENT_ARRAY, "pb")
@@ -197,25 +228,29 @@ impl Tracer {
             .ok_or_else(|| {
                 TracerError::Missing(format!(
                     "{} map for --{}",
-                    if opts.transport.uses_ringbuf() {
+                    if transport.uses_ringbuf() {
                         "BPF_MAP_TYPE_RINGBUF"
                     } else {
                         "BPF_MAP_TYPE_PERF_EVENT_ARRAY"
                     },
-                    opts.transport.name()
+                    transport.name()
                 ))
             })?
             .to_string();
-        let layout = match &spec.btf {
-            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(BUILTIN_LAYOUT),
-            None => BUILTIN_LAYOUT,
+        // Without a BTF `struct event`: ours for the built-in objects, the demo's otherwise.
+        let fallback = if opts.object.is_some() {
+            event::DEMO_LAYOUT
+        } else {
+            BUILTIN_LAYOUT
         };
-        if opts.transport.uses_ringbuf() {
-            if let Some(v) =
-                sys::kernel::version().filter(|v| *v < sys::kernel::KernelVersion(5, 8, 0))
-            {
-                return Err(TracerError::NoRingbuf(v.to_string()));
-            }
+        let layout = match &spec.btf {
+            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(fallback),
+            None => fallback,
+        };
+        if transport.uses_ringbuf()
+            && !sys::probe::ringbuf_supported().map_err(TracerError::Probe)?
+        {
+            return Err(TracerError::NoRingbuf);
         }
         // Resolve the tracepoint before anything is loaded (a missing or closed tracefs is
         // reported first), and load only the program we attach.
@@ -223,45 +258,134 @@ impl Tracer {
             .program(&prog_name)
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
-        let mut load_opts = LoadOptions::default().only_program(&prog_name);
-        load_opts.btf = opts.btf.clone();
-        if let Some(size) = opts.ringbuf_size {
+        let mut load_opts = LoadOptions {
+            btf: opts.btf.clone(),
+            ..LoadOptions::default()
+        };
+        if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
-        if let Some(uid) = opts.uid {
-            let var = spec.global_var("filter_uid").filter(|v| v.size == 4).ok_or_else(|| {
-                TracerError::Missing(
-                    "`const volatile __u32 filter_uid` in .rodata, which --uid sets (the built-in objects have it)"
-                        .into(),
-                )
-            })?;
-            load_opts
-                .data_patches
-                .push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
+        if opts.object.is_some() && opts.needs_builtin() {
+            return Err(TracerError::Missing(
+                "rawsnoop's programs and event (--object takes the demo's program; --pid, \
+                 --ppid, --cgroup, arguments, failed execs and --exit need the built-in objects)"
+                    .into(),
+            ));
         }
+        // `.rodata` configuration: (name, bytes); a missing variable is an error only
+        // when the user asked for what it does.
+        let mut set = |name: &str, bytes: Vec<u8>, required: bool| -> Result<(), TracerError> {
+            match spec.global_var(name).filter(|v| v.size == bytes.len()) {
+                Some(var) => {
+                    load_opts.data_patches.push((var.section, var.offset, bytes));
+                    Ok(())
+                }
+                None if required => Err(TracerError::Missing(format!(
+                    "`const volatile` `{name}` ({} bytes) in .rodata (the built-in objects have it)",
+                    bytes.len()
+                ))),
+                None => Ok(()),
+            }
+        };
+        if let Some(uid) = opts.uid {
+            set("filter_uid", uid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(pid) = opts.pid {
+            set("filter_pid", pid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(ppid) = opts.ppid {
+            set("filter_ppid", ppid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(cg) = opts.cgroup {
+            set("filter_cgroup_id", cg.id.to_ne_bytes().to_vec(), true)?;
+            set("filter_cgroup_level", cg.level.to_ne_bytes().to_vec(), true)?;
+        }
+        let want_args = opts.args || opts.failed;
+        set(
+            "want_args",
+            u32::from(want_args).to_ne_bytes().to_vec(),
+            want_args,
+        )?;
+        set(
+            "want_failed",
+            u32::from(opts.failed).to_ne_bytes().to_vec(),
+            opts.failed,
+        )?;
+        set(
+            "want_exit",
+            u32::from(opts.exit).to_ne_bytes().to_vec(),
+            opts.exit,
+        )?;
+        set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
+        let mut warnings = Vec::new();
+        if opts.object.is_none() {
+            match task_offsets() {
+                Some((parent, tgid, code)) => {
+                    set("task_real_parent_off", parent.to_ne_bytes().to_vec(), false)?;
+                    set("task_tgid_off", tgid.to_ne_bytes().to_vec(), false)?;
+                    set("task_exit_code_off", code.to_ne_bytes().to_vec(), false)?;
+                }
+                None => warnings.push(
+                    "no kernel BTF (/sys/kernel/btf/vmlinux): parent pids and exit codes are \
+                     unknown (shown as -1)"
+                        .to_string(),
+                ),
+            }
+        }
+        if let RingWakeup::Adaptive {
+            threshold,
+            interval,
+        } = opts.ring_wakeup
+        {
+            if transport.uses_ringbuf() {
+                let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+                // A user's object without these keeps the kernel's policy.
+                set("wakeup_policy", 1u32.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_threshold", threshold.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_interval_ns", ns.to_ne_bytes().to_vec(), false)?;
+            }
+        }
+        // The programs the options need, EXEC last: an exec is then never seen by
+        // handle_exec before its syscall entry was recorded. Only these are loaded.
+        let mut names: Vec<String> = Vec::new();
+        if want_args {
+            names.extend(
+                [
+                    "handle_enter_execve",
+                    "handle_enter_execveat",
+                    "handle_exit_execve",
+                    "handle_exit_execveat",
+                ]
+                .map(String::from),
+            );
+        }
+        if opts.exit {
+            names.push("handle_exit".into());
+        }
+        names.push(prog_name.clone());
+        load_opts.programs = Some(names.clone());
         let object = Object::load_with(&spec, &load_opts)?;
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
-        let source = if opts.transport.uses_ringbuf() {
-            Source::Ring(RingBuf::new(map.fd(), map.spec.max_entries)?)
-        } else {
-            Source::Perf(PerfBuf::new(
-                map.fd(),
-                &PerfBufOptions {
-                    pages_per_cpu: opts.perf_pages,
-                    wakeup: opts.perf_wakeup,
-                },
-            )?)
-        };
-        let prog = object
-            .program(&prog_name)
-            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
-        let link = attach::attach_resolved(prog, &tracepoint)?;
-        let warnings = object.warnings.clone();
+        let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
+        let mut links = Vec::with_capacity(names.len());
+        for name in &names {
+            let prog = object
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            // The exec program's tracepoint was resolved before anything was loaded.
+            links.push(if *name == prog_name {
+                attach::attach_resolved(prog, &tracepoint)?
+            } else {
+                attach::attach(prog)?
+            });
+        }
+        links.reverse();
+        warnings.extend(object.warnings.iter().cloned());
         Ok(Tracer {
-            link,
-            source,
+            links,
+            reader,
             object,
             layout,
             drops_reported: 0,
@@ -272,7 +396,7 @@ impl Tracer {
 
     /// How the program is attached (`bpf_link` or `perf_event_ioctl`).
     pub fn link_kind(&self) -> &'static str {
-        self.link.kind()
+        self.links.first().map_or("none", Link::kind)
     }
 
     pub fn object(&self) -> &Object {
@@ -285,53 +409,60 @@ impl Tracer {
     pub fn poll<E, L>(
         &mut self,
         timeout: Option<Duration>,
+        on_event: E,
+        on_lost: L,
+    ) -> Result<usize, TracerError>
+    where
+        E: FnMut(EventRef<'_>) -> ControlFlow<()>,
+        L: FnMut(Lost),
+    {
+        self.poll_observed(timeout, &mut NoObserver, on_event, on_lost)
+    }
+
+    /// [`Tracer::poll`] with the consumer's steps reported to `obs` (the ring view, stats).
+    pub fn poll_observed<O, E, L>(
+        &mut self,
+        timeout: Option<Duration>,
+        obs: &mut O,
         mut on_event: E,
         mut on_lost: L,
     ) -> Result<usize, TracerError>
     where
+        O: Observer,
         E: FnMut(EventRef<'_>) -> ControlFlow<()>,
         L: FnMut(Lost),
     {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
-        // One record's bytes -> an event for the caller, or stop at a malformed one.
-        let mut deliver = |raw: &[u8]| match EventRef::parse(raw, &layout) {
-            Ok(e) => {
-                events += 1;
-                on_event(e)
+        let perf_lost = &mut self.perf_lost;
+        self.reader.poll_observed(timeout, obs, |rec| match rec {
+            Record::Sample { data, .. } => match EventRef::parse(data, &layout) {
+                Ok(e) => {
+                    events += 1;
+                    on_event(e)
+                }
+                Err(err) => {
+                    bad = Some(err);
+                    ControlFlow::Break(())
+                }
+            },
+            Record::Lost { cpu, count } => {
+                *perf_lost += count;
+                on_lost(Lost::PerfRing { cpu, count });
+                ControlFlow::Continue(())
             }
-            Err(err) => {
-                bad = Some(err);
-                ControlFlow::Break(())
-            }
-        };
-        match &mut self.source {
-            Source::Ring(rb) => {
-                rb.poll(timeout, deliver)?;
-            }
-            Source::Perf(pb) => {
-                let perf_lost = &mut self.perf_lost;
-                pb.poll(timeout, |rec| match rec {
-                    PerfRecord::Sample { data, .. } => deliver(data),
-                    PerfRecord::Lost { cpu, count } => {
-                        *perf_lost += count;
-                        on_lost(Lost::PerfRing { cpu, count });
-                        ControlFlow::Continue(())
-                    }
-                })?;
-            }
-        }
+        })?;
         if let Some(err) = bad {
             return Err(err.into());
         }
         // Losses the BPF program counted. For the perf buffer, ring-full losses already
         // came as PERF_RECORD_LOST: report only what goes beyond those.
         let counted = self.bpf_drops();
-        let already = if matches!(self.source, Source::Perf(_)) {
-            self.perf_lost
-        } else {
+        let already = if self.reader.is_ringbuf() {
             0
+        } else {
+            self.perf_lost
         };
         let new = counted
             .saturating_sub(already)
@@ -356,10 +487,12 @@ impl Tracer {
     }
 
     /// The consumer's epoll fd, to wait on several sources at once.
-    pub fn as_fd(&self) -> std::os::fd::RawFd {
-        match &self.source {
-            Source::Ring(rb) => rb.as_raw_fd(),
-            Source::Perf(pb) => pb.as_raw_fd(),
-        }
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.reader)
+    }
+
+    /// The consumer, for its counters (wakeups, unread bytes).
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 }

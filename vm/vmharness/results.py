@@ -9,6 +9,7 @@ too old for (and kernels.txt does not claim the feature); any other skip is a
 failure: there are no silent skips.
 """
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class TestOutcome:
     name: str
     result: str  # passed | failed | skipped
     note: str = ""
+    message: str = ""  # a failed test's panic message (its first lines)
 
 
 @dataclass
@@ -67,10 +69,33 @@ class KernelResult:
     tests: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     log_dir: str = ""
+    # Patched kernels: the tests the patches say must fail ("binary::test" patterns, a
+    # trailing * matches any suffix); None for a kernel expected all green.
+    expect_red: list = None
+
+    def failed_names(self):
+        return [f"{t.binary}::{t.name}" for t in self.tests if t.result == "failed"]
+
+    def expectation(self):
+        """(unexpected failures, patterns no failure matched) against expect_red."""
+        pats = self.expect_red or []
+        failed = self.failed_names()
+        unexpected = [n for n in failed if not any(fnmatch.fnmatchcase(n, p) for p in pats)]
+        missing = [p for p in pats if not any(fnmatch.fnmatchcase(n, p) for n in failed)]
+        return unexpected, missing
 
     @property
     def ok(self):
+        if self.expect_red is not None:
+            unexpected, missing = self.expectation()
+            return not self.problems and not unexpected and not missing
         return not self.problems and not any(t.result == "failed" for t in self.tests)
+
+    @property
+    def status(self):
+        if self.expect_red is not None and self.ok:
+            return "red as expected"
+        return "ok" if self.ok else "FAIL"
 
     def counts(self):
         rows = {t: [0, 0, 0] for t in TRANSPORTS}
@@ -101,6 +126,26 @@ def _section_skips(text):
     return skips
 
 
+PANIC_RE = re.compile(r"^thread '([^']+)' panicked at [^\n]*:$")
+
+
+def failure_messages(text):
+    """{test: the first lines of its panic message} from libtest's output."""
+    out = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = PANIC_RE.match(line)
+        if not m or m.group(1) in out:
+            continue
+        msg = []
+        for nxt in lines[i + 1:i + 7]:
+            if not nxt.strip() or nxt.startswith(("note:", "stack backtrace:", "---- ")):
+                break
+            msg.append(nxt.strip())
+        out[m.group(1)] = " ".join(msg)
+    return out
+
+
 def parse_binary(binary, text, rc, features, release):
     """(outcomes, problems) for one test binary's output."""
     outcomes, problems = [], []
@@ -110,13 +155,14 @@ def parse_binary(binary, text, rc, features, release):
         if m:
             results[m.group(1)] = m.group(2)
     skips = _section_skips(text)
+    messages = failure_messages(text)
     for name, res in results.items():
         skip = skips.get(name)
         if skip is None:
             # A named SKIPPED line printed outside a section (e.g. --nocapture).
             skip = next((v for k, v in skips.items() if name == k or name.endswith("::" + k)), None)
         if res == "FAILED":
-            outcomes.append(TestOutcome(binary, name, "failed"))
+            outcomes.append(TestOutcome(binary, name, "failed", message=messages.get(name, "")))
         elif res == "ignored":
             outcomes.append(TestOutcome(binary, name, "skipped", "#[ignore]"))
         elif skip is None:
@@ -190,7 +236,8 @@ def judge(kr, resdir, binaries, claimed_features):
 
 def table(results):
     """The summary table, one row per kernel and transport."""
-    head = f"{'kernel':<10} {'release':<24} {'transport':<16} {'passed':>6} {'failed':>6} {'skipped':>7} {'seconds':>8}  status"
+    w = max([10] + [len(kr.label) for kr in results])
+    head = f"{'kernel':<{w}} {'release':<24} {'transport':<16} {'passed':>6} {'failed':>6} {'skipped':>7} {'seconds':>8}  status"
     out = [head, "-" * len(head)]
     for kr in results:
         rows = kr.counts()
@@ -199,8 +246,8 @@ def table(results):
             p, f, s = rows[t]
             first = i == 0
             out.append(
-                f"{kr.label if first else '':<10} {kr.release if first else '':<24} {t:<16} {p:>6} {f:>6} {s:>7} "
-                f"{(f'{kr.seconds:.0f}' if first else ''):>8}  {('ok' if kr.ok else 'FAIL') if first else ''}"
+                f"{kr.label if first else '':<{w}} {kr.release if first else '':<24} {t:<16} {p:>6} {f:>6} {s:>7} "
+                f"{(f'{kr.seconds:.0f}' if first else ''):>8}  {kr.status if first else ''}"
             )
     return "\n".join(line.rstrip() for line in out)
 
@@ -211,10 +258,18 @@ def details(results):
         lines = []
         for t in kr.tests:
             if t.result == "failed":
-                lines.append(f"    failed  {t.binary}::{t.name}" + (f"  ({t.note})" if t.note else ""))
+                expected = kr.expect_red is not None and f"{t.binary}::{t.name}" not in kr.expectation()[0]
+                lines.append(f"    {'red    ' if expected else 'failed '} {t.binary}::{t.name}"
+                             + (f"  ({t.note})" if t.note else ""))
+                if t.message:
+                    lines.append(f"            {t.message[:400]}")
             elif t.result == "skipped":
                 lines.append(f"    skipped {t.binary}::{t.name}  ({t.note})")
         lines += [f"    problem {p}" for p in kr.problems]
+        if kr.expect_red is not None:
+            unexpected, missing = kr.expectation()
+            lines += [f"    problem {n} failed, but no patch expects it to" for n in unexpected]
+            lines += [f"    problem expected red, but passed: {p}" for p in missing]
         if lines:
             out.append(f"{kr.label} ({kr.release}), logs in {kr.log_dir}:")
             out += lines
