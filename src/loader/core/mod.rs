@@ -216,7 +216,6 @@ fn relocate_one(
     res.orig = orig;
     if kind == CoreKind::TypeIdLocal {
         res.new = orig;
-        res.validate = true;
     } else {
         let Some(target) = target else {
             return Err(CoreError::NoTarget {
