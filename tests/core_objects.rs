@@ -263,3 +263,35 @@ fn kconfig_externs_get_the_running_kernels_values() {
     let msg = Object::load(&spec).unwrap_err().to_string();
     assert!(msg.contains("CONFIG_RAWSNOOP_NOPE"), "{msg}");
 }
+
+#[test]
+fn ksym_externs_get_btf_ids_and_kallsyms_addresses() {
+    if !bpf_allowed("ksym_externs_get_btf_ids_and_kallsyms_addresses") {
+        return;
+    }
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("ksyms")).unwrap()).unwrap();
+    let p = spec.program("ksym_values").unwrap();
+    assert_eq!(p.ksyms.len(), 3, "{:?}", p.ksyms);
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("ksym_values").unwrap()).unwrap();
+    let dir = TempDir::new("core-ksyms");
+    exec_n(&probe_program(&dir.0, "rsnp-ksyms"), 1);
+    let mut v = [0u8; 24];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    // Typed ksyms need the symbol in kallsyms too (CONFIG_KALLSYMS_ALL): the kernel resolves it.
+    let typed_ok = rawsnoop::loader::externs::kallsyms_addr("runqueues").is_some();
+    assert_eq!(
+        v[0],
+        if typed_ok { 100 } else { 1 },
+        "runqueues of CPU 0 says cpu 0"
+    );
+    assert_eq!(
+        Some(v[1]),
+        rawsnoop::loader::externs::kallsyms_addr("_stext")
+    );
+    assert_eq!(v[2], 0, "a weak __ksym the kernel lacks is 0");
+}

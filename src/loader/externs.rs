@@ -4,7 +4,10 @@
 //! its initial value is computed when loading from the running kernel's version and config
 //! (/boot/config-$(uname -r), else /proc/config.gz) ([`kconfig_patches`]). A value that cannot be
 //! found is an error naming the extern, unless the extern is `__weak` (then 0, as libbpf does).
-//! `.ksyms` externs are refused by name (see `reloc::link`).
+//! `.ksyms` externs (`extern const struct rq runqueues __ksym;`, `extern const void x __ksym;`)
+//! are found at parse time ([`ksyms_of`]) and patched at load time: typed ones get
+//! `BPF_PSEUDO_BTF_ID` and the kernel's VAR id, untyped ones the address from /proc/kallsyms
+//! ([`kallsyms_addr`]); a missing non-weak one is an error naming it.
 
 use std::collections::HashMap;
 
@@ -97,6 +100,78 @@ pub fn layout_kconfig(
         section: KCONFIG.to_string(),
     };
     Some((map, out))
+}
+
+/// The DATASEC libbpf uses for kernel symbols.
+pub const KSYMS: &str = ".ksyms";
+
+/// `.ksyms` VARs of the object: name -> typed (the VAR's type is not void). Also rewrites the
+/// DATASEC the way libbpf does so the kernel accepts the object's BTF: each VAR becomes an
+/// allocated `int` placeholder at its own offset.
+pub fn ksyms_of(btf: &mut Btf) -> HashMap<String, bool> {
+    let mut out = HashMap::new();
+    let Some((id, _)) = btf.datasec(KSYMS) else {
+        return out;
+    };
+    let Ok(BtfType::Datasec { vars, .. }) = btf.type_by_id(id) else {
+        return out;
+    };
+    let mut entries = vars.clone();
+    let int = match btf.find_by_name("int", crate::loader::btf::BtfKind::Int) {
+        Some(i) => i,
+        None => {
+            let n = btf.add_string("int");
+            btf.add_type(BtfType::Int {
+                name_off: n,
+                size: 4,
+                encoding: 1,
+                offset: 0,
+                bits: 32,
+            })
+        }
+    };
+    let mut off = 0u32;
+    for v in entries.iter_mut() {
+        let vid = v.type_id;
+        let Ok(BtfType::Var {
+            name_off, type_id, ..
+        }) = btf.type_by_id(vid)
+        else {
+            continue;
+        };
+        let name = btf.string_at(*name_off).unwrap_or("").to_string();
+        let typed = btf.resolve(*type_id).is_ok_and(|r| r != 0);
+        out.insert(name, typed);
+        if let Some(BtfType::Var {
+            type_id, linkage, ..
+        }) = btf.types_mut().get_mut(vid as usize - 1)
+        {
+            *type_id = int;
+            *linkage = BTF_VAR_GLOBAL_ALLOCATED;
+        }
+        v.offset = off;
+        v.size = 4;
+        off += 4;
+    }
+    if let Some(BtfType::Datasec { size, vars, .. }) = btf.types_mut().get_mut(id as usize - 1) {
+        *size = off;
+        *vars = entries;
+    }
+    out
+}
+
+/// The address of kernel symbol `name` in /proc/kallsyms (`None` if absent or hidden as 0).
+pub fn kallsyms_addr(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        let addr = it.next()?;
+        let _kind = it.next()?;
+        (it.next()? == name)
+            .then(|| u64::from_str_radix(addr, 16).ok())
+            .flatten()
+            .filter(|&a| a != 0)
+    })
 }
 
 /// The kernel's config as `CONFIG_X` -> raw value (`y`, `m`, `n`, `123`, `"str"`).

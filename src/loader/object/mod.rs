@@ -198,6 +198,10 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
     let kconfig = btf
         .as_mut()
         .and_then(|b| crate::loader::externs::layout_kconfig(b, &weak));
+    let ksyms = btf
+        .as_mut()
+        .map(crate::loader::externs::ksyms_of)
+        .unwrap_or_default();
     let ext = parse_btf_ext(&elf, btf.as_ref(), &mut warnings);
 
     let mut found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
@@ -233,7 +237,8 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         .collect();
 
     let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?
-        .with_externs(externs);
+        .with_externs(externs)
+        .with_ksyms(ksyms);
     let mut programs = Vec::new();
     for sec in elf.sections.iter().filter(|s| s.is_exec()) {
         if sec.name == ".text" {
@@ -275,6 +280,7 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
                 func_info: linked.func_info,
                 line_info: linked.line_info,
                 core_relos: linked.core_relos,
+                ksyms: linked.ksyms,
                 attach_btf_id: 0,
             });
         }

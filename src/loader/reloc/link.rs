@@ -21,6 +21,8 @@ pub(crate) struct Linked {
     pub line_info: Vec<LineInfo>,
     /// CO-RE records with `insn_off` in instruction units of `insns`.
     pub core_relos: Vec<CoreRelo>,
+    /// `.ksyms` extern loads, patched at load time.
+    pub ksyms: Vec<KsymReloc>,
 }
 
 /// A function's instructions: `[start, start + len)` of section `section`.
@@ -51,6 +53,8 @@ pub(crate) struct Linker<'e, 'a> {
     subprogs: Vec<Func>,
     /// Extern symbol -> (map index, offset in its value): `.kconfig` externs.
     externs: HashMap<String, (usize, u32)>,
+    /// `.ksyms` extern -> typed.
+    ksyms: HashMap<String, bool>,
     /// Section -> indices into `maps` of the maps defined there, in order (relocations look
     /// maps up here: one hash lookup each, however many maps and relocations there are).
     maps_by_section: HashMap<usize, Vec<usize>>,
@@ -196,6 +200,7 @@ impl<'e, 'a> Linker<'e, 'a> {
             rels,
             subprogs,
             externs: HashMap::new(),
+            ksyms: HashMap::new(),
             maps_by_section,
             map_at,
         })
@@ -204,6 +209,12 @@ impl<'e, 'a> Linker<'e, 'a> {
     /// Extern symbols that resolve to a map value (`.kconfig`, see `loader::externs`).
     pub fn with_externs(mut self, externs: HashMap<String, (usize, u32)>) -> Self {
         self.externs = externs;
+        self
+    }
+
+    /// `.ksyms` externs (name -> typed), see `loader::externs::ksyms_of`.
+    pub fn with_ksyms(mut self, ksyms: HashMap<String, bool>) -> Self {
+        self.ksyms = ksyms;
         self
     }
 
@@ -223,6 +234,7 @@ impl<'e, 'a> Linker<'e, 'a> {
         };
         let mut out = Vec::new();
         let mut relocs = Vec::new();
+        let mut ksyms = Vec::new();
         let mut segments = vec![Segment {
             func: main,
             out_start: 0,
@@ -326,6 +338,17 @@ impl<'e, 'a> Linker<'e, 'a> {
                             }
                             continue;
                         }
+                        if target_sym.section.is_none() {
+                            if let Some(&typed) = self.ksyms.get(&target_sym.name) {
+                                ksyms.push(KsymReloc {
+                                    insn: at,
+                                    name: target_sym.name.clone(),
+                                    typed,
+                                    weak: target_sym.weak,
+                                });
+                                continue;
+                            }
+                        }
                         let kind = self.map_reloc(target_sym, insn).map_err(rerr)?;
                         relocs.push(Reloc { insn: at, kind });
                     }
@@ -341,6 +364,7 @@ impl<'e, 'a> Linker<'e, 'a> {
             func_info,
             line_info,
             core_relos,
+            ksyms,
         })
     }
 
@@ -396,8 +420,8 @@ impl<'e, 'a> Linker<'e, 'a> {
                 return Ok(RelocKind::MapValue { map, offset });
             }
             return Err(format!(
-                "extern `{}` cannot be resolved: rawsnoop resolves `.kconfig` externs \
-                 (LINUX_KERNEL_VERSION, CONFIG_*), not `.ksyms` (kernel symbols) or other externs",
+                "extern `{}` cannot be resolved: it is neither a `.kconfig` extern \
+                 (LINUX_KERNEL_VERSION, CONFIG_*) nor a `.ksyms` variable",
                 sym.name
             ));
         };
