@@ -161,8 +161,12 @@ pub fn ksyms_of(btf: &mut Btf) -> HashMap<String, bool> {
 }
 
 /// The address of kernel symbol `name` in /proc/kallsyms (`None` if absent or hidden as 0).
+/// The file is read once per process (the kernel generates it slowly: ~120k lines).
 pub fn kallsyms_addr(name: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    static TEXT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let text = TEXT
+        .get_or_init(|| std::fs::read_to_string("/proc/kallsyms").ok())
+        .as_deref()?;
     text.lines().find_map(|l| {
         let mut it = l.split_whitespace();
         let addr = it.next()?;
