@@ -298,3 +298,37 @@ fn ksym_externs_get_btf_ids_and_kallsyms_addresses() {
     );
     assert_eq!(v[2], 0, "a weak __ksym the kernel lacks is 0");
 }
+
+/// Module BTF: relocations against `struct p9_client`, which only the 9pnet module's split BTF
+/// has. Runs where that module is loaded with BTF (the VM guests load 9pnet for their root
+/// file system); elsewhere there is no module type to relocate against and it checks nothing.
+#[test]
+fn module_types_resolve_from_split_module_btf() {
+    let module = Path::new("/sys/kernel/btf/9pnet");
+    if !module.exists() || !bpf_allowed("module_types_resolve_from_split_module_btf") {
+        println!("no /sys/kernel/btf/9pnet here: nothing to relocate against");
+        return;
+    }
+    let btf = Btf::parse_split(&std::fs::read(module).unwrap(), &vmlinux()).unwrap();
+    let id = btf.find_by_name("p9_client", BtfKind::Struct).unwrap();
+    let (msize_bits, _, _) = member(&btf, id, "msize").unwrap();
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("module")).unwrap()).unwrap();
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("module_type").unwrap()).unwrap();
+    let dir = TempDir::new("core-module");
+    exec_n(&probe_program(&dir.0, "rsnp-module"), 1);
+    let mut v = [0u8; 24];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        v,
+        [
+            1,
+            u64::from(msize_bits / 8),
+            u64::from(btf.size_of(id).unwrap())
+        ]
+    );
+}
