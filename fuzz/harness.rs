@@ -112,3 +112,43 @@ pub fn parse_btf(data: &[u8]) -> Outcome {
     }
     Ok(())
 }
+
+/// `core_relo`: bytes -> `ObjectSpec::parse`, then every program's CO-RE records relocated against
+/// the object's own BTF as the target (so the fuzzer's records meet real type graphs), and
+/// `inspect --core`'s text. Each failing record must give one clear error; nothing may panic.
+pub fn core_relo(data: &[u8]) -> Outcome {
+    use rawsnoop::loader::core::{relocate_each, TargetBtf};
+    let spec = match ObjectSpec::parse(data) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = e.to_string();
+            check_message("ObjectSpec::parse", &msg);
+            return Err(msg);
+        }
+    };
+    let Some(local) = spec.btf.as_ref() else {
+        return Ok(());
+    };
+    let target = TargetBtf::from_btf("fuzz-target", local.clone());
+    for p in &spec.programs {
+        let mut insns = p.insns.clone();
+        for r in relocate_each(
+            &p.name,
+            &mut insns,
+            &p.core_relos,
+            local,
+            &p.line_info,
+            Some(&target),
+        ) {
+            if let Err(e) = r {
+                check_message("CO-RE relocation", &e.to_string());
+            }
+        }
+        assert_eq!(
+            insns.len(),
+            p.insns.len(),
+            "relocation changed the program length"
+        );
+    }
+    Ok(())
+}

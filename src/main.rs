@@ -251,7 +251,8 @@ fn lab(args: &LabArgs) -> Result<()> {
 #[derive(Subcommand, Debug)]
 enum BtfCommand {
     /// Print BTF as a C header (a `vmlinux.h` with preserve_access_index, as bpftool's
-    /// `btf dump file PATH format c`). PATH defaults to /sys/kernel/btf/vmlinux.
+    /// `btf dump file PATH format c`). PATH: a BTF file (default /sys/kernel/btf/vmlinux) or a
+    /// BPF object (the types it carries).
     Dump {
         path: Option<PathBuf>,
         /// Output format: `c` (a compilable header) or `raw` (one line per type).
@@ -272,8 +273,16 @@ fn btf_dump(path: &Option<PathBuf>, format: &str) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(rawsnoop::loader::core::target::VMLINUX_BTF));
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let btf = rawsnoop::loader::btf::Btf::parse(&bytes)
-        .with_context(|| format!("parsing BTF from {}", path.display()))?;
+    // A BPF object: the types it carries (what it needs), else raw BTF (vmlinux, modules).
+    let btf = if bytes.starts_with(b"\x7fELF") {
+        rawsnoop::loader::ObjectSpec::parse(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?
+            .btf
+            .with_context(|| format!("{} has no usable .BTF section", path.display()))?
+    } else {
+        rawsnoop::loader::btf::Btf::parse(&bytes)
+            .with_context(|| format!("parsing BTF from {}", path.display()))?
+    };
     let text = match format {
         "c" => rawsnoop::loader::btf::dump_c::dump_c(&btf),
         "raw" => (1..btf.types_len())

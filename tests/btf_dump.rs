@@ -168,3 +168,27 @@ char LICENSE[] SEC("license") = "GPL";
     assert!(!spec.programs[0].core_relos.is_empty());
     Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn cli_dumps_an_objects_types_and_refuses_bad_formats() {
+    let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/core/perturbed.bpf.o");
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["btf", "dump"])
+        .arg(&obj)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("struct trace_event_raw_sched_process_exec___perturbed {")
+            && text.contains("preserve_access_index"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rawsnoop"))
+        .args(["btf", "dump", "--format", "yaml"])
+        .arg(&obj)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format must be"));
+}

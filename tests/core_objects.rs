@@ -214,3 +214,121 @@ fn perturbed(source: BtfSource) {
     assert_eq!((got_pid, old_pid), (pid, pid));
     assert_eq!(name, probe.to_str().unwrap());
 }
+
+#[test]
+fn kconfig_externs_get_the_running_kernels_values() {
+    if !bpf_allowed("kconfig_externs_get_the_running_kernels_values") {
+        return;
+    }
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("kconfig")).unwrap()).unwrap();
+    assert_eq!(spec.kconfig.len(), 6);
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("kconfig_values").unwrap()).unwrap();
+    let dir = TempDir::new("core-kconfig");
+    exec_n(&probe_program(&dir.0, "rsnp-kconfig"), 1);
+    let mut v = [0u8; 48];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    let version = rawsnoop::sys::kernel::version().unwrap().code();
+    assert_eq!(v[0], u64::from(version));
+    assert_eq!(v[4], 100, "a weak CONFIG the kernel lacks is 0");
+    // Every CONFIG_ extern of the fixture is __weak, so kernels without an available config
+    // (no /boot/config-*, no /proc/config.gz) still load it, with zeros.
+    match rawsnoop::loader::externs::read_kernel_config() {
+        Ok(cfg) => {
+            assert_eq!(v[1], 1, "CONFIG_BPF_SYSCALL=y");
+            let hz = cfg
+                .get("CONFIG_HZ")
+                .map_or(0, |h| h.parse::<u64>().unwrap());
+            assert_eq!(v[2], hz);
+            let tri = match cfg.get("CONFIG_EXT4_FS").map(String::as_str) {
+                Some("y") => 1,
+                Some("m") => 2,
+                _ => 0,
+            };
+            assert_eq!(v[3], tri);
+            let lv = cfg
+                .get("CONFIG_LOCALVERSION")
+                .and_then(|s| s.trim_matches('"').bytes().next())
+                .map_or(0, u64::from);
+            assert_eq!(v[5], 200 + lv);
+        }
+        Err(e) => println!("kernel config unavailable ({e}): weak externs are 0"),
+    }
+
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("kconfig-missing")).unwrap()).unwrap();
+    let msg = Object::load(&spec).unwrap_err().to_string();
+    assert!(msg.contains("CONFIG_RAWSNOOP_NOPE"), "{msg}");
+}
+
+#[test]
+fn ksym_externs_get_btf_ids_and_kallsyms_addresses() {
+    if !bpf_allowed("ksym_externs_get_btf_ids_and_kallsyms_addresses") {
+        return;
+    }
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("ksyms")).unwrap()).unwrap();
+    let p = spec.program("ksym_values").unwrap();
+    assert_eq!(p.ksyms.len(), 3, "{:?}", p.ksyms);
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("ksym_values").unwrap()).unwrap();
+    let dir = TempDir::new("core-ksyms");
+    exec_n(&probe_program(&dir.0, "rsnp-ksyms"), 1);
+    let mut v = [0u8; 24];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    // Typed ksyms need the variable in the kernel's BTF (per-CPU variables are there from 5.11)
+    // and in kallsyms (CONFIG_KALLSYMS_ALL): the kernel resolves it there. The fixture's
+    // extern is weak, so elsewhere it loads with the address 0.
+    let typed_ok = rawsnoop::loader::externs::kallsyms_addr("runqueues").is_some()
+        && vmlinux().find_by_name("runqueues", BtfKind::Var).is_some();
+    assert_eq!(
+        v[0],
+        if typed_ok { 100 } else { 1 },
+        "runqueues of CPU 0 says cpu 0"
+    );
+    assert_eq!(
+        Some(v[1]),
+        rawsnoop::loader::externs::kallsyms_addr("_stext")
+    );
+    assert_eq!(v[2], 0, "a weak __ksym the kernel lacks is 0");
+}
+
+/// Module BTF: relocations against `struct p9_client`, which only the 9pnet module's split BTF
+/// has. Runs where that module is loaded with BTF (the VM guests load 9pnet for their root
+/// file system); elsewhere there is no module type to relocate against and it checks nothing.
+#[test]
+fn module_types_resolve_from_split_module_btf() {
+    let module = Path::new("/sys/kernel/btf/9pnet");
+    if !module.exists() || !bpf_allowed("module_types_resolve_from_split_module_btf") {
+        println!("no /sys/kernel/btf/9pnet here: nothing to relocate against");
+        return;
+    }
+    let btf = Btf::parse_split(&std::fs::read(module).unwrap(), &vmlinux()).unwrap();
+    let id = btf.find_by_name("p9_client", BtfKind::Struct).unwrap();
+    let (msize_bits, _, _) = member(&btf, id, "msize").unwrap();
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("module")).unwrap()).unwrap();
+    let obj = Object::load(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let _link = attach::attach(obj.program("module_type").unwrap()).unwrap();
+    let dir = TempDir::new("core-module");
+    exec_n(&probe_program(&dir.0, "rsnp-module"), 1);
+    let mut v = [0u8; 24];
+    bpf::map_lookup_elem(obj.map(".bss").unwrap().fd(), &0u32.to_ne_bytes(), &mut v).unwrap();
+    let v: Vec<u64> = v
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        v,
+        [
+            1,
+            u64::from(msize_bits / 8),
+            u64::from(btf.size_of(id).unwrap())
+        ]
+    );
+}

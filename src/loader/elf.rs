@@ -40,6 +40,8 @@ pub(crate) struct Symbol {
     pub size: u64,
     pub section: Option<usize>,
     pub kind: u8,
+    /// STB_WEAK binding (`__weak` externs resolve to 0 when absent).
+    pub weak: bool,
 }
 
 impl Symbol {
@@ -177,6 +179,7 @@ impl<'a> ElfObject<'a> {
                 size: sym.st_size(LE),
                 section,
                 kind: sym.st_type(),
+                weak: sym.st_bind() == E::STB_WEAK,
             });
         }
 

@@ -19,6 +19,8 @@
 pub mod btf;
 pub mod core;
 pub mod elf;
+pub mod externs;
+pub mod inflate;
 pub mod maps;
 pub mod object;
 pub mod reloc;

@@ -92,6 +92,17 @@ pub enum RelocKind {
     MapValue { map: usize, offset: u32 },
 }
 
+/// An `ld_imm64` at `ProgramSpec::insns[insn]` loading the address of kernel symbol `name`
+/// (`extern ... __ksym`): typed ones become `BPF_PSEUDO_BTF_ID` + the kernel's VAR id, untyped
+/// ones the kallsyms address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KsymReloc {
+    pub insn: usize,
+    pub name: String,
+    pub typed: bool,
+    pub weak: bool,
+}
+
 /// A map relocation at `ProgramSpec::insns[insn]` (always the first half of an `ld_imm64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reloc {
@@ -122,6 +133,8 @@ pub struct ProgramSpec {
     /// CO-RE relocations (`insn_off` in instruction units of `insns`), applied at load time
     /// against the target kernel's BTF (`loader::core`).
     pub core_relos: Vec<CoreRelo>,
+    /// `ld_imm64` instructions that load a `.ksyms` extern's address (patched at load time).
+    pub ksyms: Vec<KsymReloc>,
     /// BTF id of the attach target in the kernel's BTF (`btf_trace_<tp>` for tp_btf), set at
     /// load time; 0 when the program type needs none.
     pub attach_btf_id: u32,
@@ -224,6 +237,8 @@ pub struct ObjectSpec {
     pub btf: Option<Btf>,
     pub sections: Vec<SectionInfo>,
     pub warnings: Vec<String>,
+    /// `.kconfig` externs, laid out in the `.kconfig` map (values filled at load time).
+    pub kconfig: Vec<crate::loader::externs::KconfigVar>,
 }
 
 impl ObjectSpec {

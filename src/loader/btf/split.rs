@@ -11,7 +11,15 @@ impl Btf {
     pub fn parse_split(data: &[u8], base: &Btf) -> Result<Btf, BtfError> {
         let hdr = parse::parse_header(data)?;
         let strings = data.get(hdr.strings.clone()).unwrap_or(&[]);
-        parse::check_strings(strings, hdr.strings.start)?;
+        // A split string section continues the base's: it does not start with the empty string
+        // (offset `base_len` is its first real string), but it must end with a NUL.
+        if strings.last().is_some_and(|&b| b != 0) {
+            return Err(BtfError::BadStringSection {
+                offset: hdr.strings.start,
+                len: strings.len() as u32,
+                reason: "last string is not NUL-terminated",
+            });
+        }
         let type_bytes = data.get(hdr.types.clone()).unwrap_or(&[]);
         let (split_types, split_kflags) = parse::parse_types(parse::Reader {
             data: type_bytes,
@@ -101,6 +109,15 @@ mod tests {
         assert_eq!(all.types_len(), 3);
         assert_eq!(all.name_of(2).unwrap(), "mod_struct");
         assert_eq!(all.name_of(1).unwrap(), "int");
+        // Real module BTF: the split string section starts with its first string, no NUL.
+        let mut raw = bytes.clone();
+        let str_off = u32::from_ne_bytes(raw[16..20].try_into().unwrap()) as usize;
+        let str_len = u32::from_ne_bytes(raw[20..24].try_into().unwrap()) as usize;
+        let start = 24 + str_off;
+        raw.remove(start); // drop the leading NUL
+        raw[20..24].copy_from_slice(&((str_len - 1) as u32).to_ne_bytes());
+        // (Offsets shift by one, so the names differ; parsing must still accept the layout.)
+        assert!(Btf::parse_split(&raw, &base).is_ok());
         // A reference past the combined range is refused.
         let mut bad = Btf::new();
         bad.add_type(BtfType::Ptr { type_id: 9 });

@@ -50,11 +50,12 @@ pub fn value(
         };
         let id = spec.root_type_id;
         let val = match kind {
-            CoreKind::TypeIdLocal => {
+            // Type ids in instructions may change when objects are linked: libbpf does not
+            // check the instruction's current value for these two kinds.
+            CoreKind::TypeIdLocal | CoreKind::TypeIdTarget => {
                 *validate = false;
                 u64::from(id)
             }
-            CoreKind::TypeIdTarget => u64::from(id),
             CoreKind::TypeExists | CoreKind::TypeMatches => 1,
             _ => u64::from(
                 btf.size_of(id)

@@ -34,10 +34,9 @@ impl Context {
             )?,
             _ => None,
         };
-        let kernel = if programs
-            .iter()
-            .any(|p| matches!(p.attach, AttachPoint::TpBtf { .. }))
-        {
+        let kernel = if programs.iter().any(|p| {
+            matches!(p.attach, AttachPoint::TpBtf { .. }) || p.ksyms.iter().any(|k| k.typed)
+        }) {
             TargetBtf::load(&BtfSource::Kernel)?
         } else {
             None
@@ -64,7 +63,7 @@ pub fn apply<'p>(
     kernel: Option<&TargetBtf>,
 ) -> Result<(Cow<'p, ProgramSpec>, Vec<Outcome>), CoreError> {
     let needs_id = matches!(prog.attach, AttachPoint::TpBtf { .. }) && prog.attach_btf_id == 0;
-    if prog.core_relos.is_empty() && !needs_id {
+    if prog.core_relos.is_empty() && !needs_id && prog.ksyms.is_empty() {
         return Ok((Cow::Borrowed(prog), Vec::new()));
     }
     let mut p = prog.clone();
@@ -90,7 +89,67 @@ pub fn apply<'p>(
             name: name.clone(),
         })?;
     }
+    for k in &prog.ksyms {
+        patch_ksym(&prog.name, &mut p.insns, k, kernel)?;
+    }
     Ok((Cow::Owned(p), outcomes))
+}
+
+/// `BPF_PSEUDO_BTF_ID` (ld_imm64 src_reg): the immediate is a kernel BTF VAR id.
+const BPF_PSEUDO_BTF_ID: u8 = 3;
+
+/// Patches the `ld_imm64` of a `.ksyms` extern: typed -> the kernel's VAR id, untyped -> the
+/// kallsyms address; weak and missing -> 0, as libbpf does.
+fn patch_ksym(
+    program: &str,
+    insns: &mut [crate::loader::spec::Insn],
+    k: &crate::loader::spec::KsymReloc,
+    kernel: Option<&TargetBtf>,
+) -> Result<(), CoreError> {
+    let err = |reason: String| CoreError::Ksym {
+        program: program.to_string(),
+        name: k.name.clone(),
+        reason,
+    };
+    if k.insn + 1 >= insns.len() || !insns[k.insn].is_ld_imm64() {
+        return Err(err("is not loaded by a 16-byte ld_imm64".into()));
+    }
+    let (src, lo, hi) = if k.typed {
+        let id = kernel.and_then(|t| t.find(&k.name, BtfKind::Var));
+        // The kernel resolves typed ksyms through kallsyms: without the symbol there (kernels
+        // built without CONFIG_KALLSYMS_ALL) PROG_LOAD would fail with a bare ENOENT.
+        let in_kallsyms = id.is_some() && crate::loader::externs::kallsyms_addr(&k.name).is_some();
+        match id {
+            Some(id) if in_kallsyms => (BPF_PSEUDO_BTF_ID, id as i32, 0),
+            _ if k.weak => (0, 0, 0),
+            Some(_) => {
+                return Err(err(
+                    "is in the kernel's BTF but not in /proc/kallsyms (a kernel built without \
+                     CONFIG_KALLSYMS_ALL), so the kernel cannot resolve it"
+                        .into(),
+                ))
+            }
+            None => return Err(err(
+                "is not a variable in the kernel's BTF (typed __ksym needs CONFIG_DEBUG_INFO_BTF \
+                     and a per-CPU or global kernel variable of that name)"
+                    .into(),
+            )),
+        }
+    } else {
+        match crate::loader::externs::kallsyms_addr(&k.name) {
+            Some(a) => (0, a as u32 as i32, (a >> 32) as u32 as i32),
+            None if k.weak => (0, 0, 0),
+            None => {
+                return Err(err(
+                    "is not in /proc/kallsyms (or its address is hidden)".into()
+                ))
+            }
+        }
+    };
+    insns[k.insn].set_src(src);
+    insns[k.insn].imm = lo;
+    insns[k.insn + 1].imm = hi;
+    Ok(())
 }
 
 /// libbpf's rule for `tp_btf/<name>`: the TYPEDEF `btf_trace_<name>` in vmlinux.

@@ -57,6 +57,15 @@ pub enum CoreError {
     )]
     NoAttachTarget { program: String, name: String },
     #[error(
+        "program '{program}': extern `{name}` (__ksym) {reason}; declare it __weak to load \
+         without it (its address is then 0)"
+    )]
+    Ksym {
+        program: String,
+        name: String,
+        reason: String,
+    },
+    #[error(
         "program '{program}' has CO-RE relocations but no target BTF was given (`--btf none`) and \
          {relo} is not a tracepoint context type tracefs describes; pass `--btf PATH`"
     )]
@@ -216,7 +225,6 @@ fn relocate_one(
     res.orig = orig;
     if kind == CoreKind::TypeIdLocal {
         res.new = orig;
-        res.validate = true;
     } else {
         let Some(target) = target else {
             return Err(CoreError::NoTarget {

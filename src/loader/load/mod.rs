@@ -134,6 +134,28 @@ impl Object {
                  if loading fails with 'Operation not permitted', run `ulimit -l unlimited` first"
             ));
         }
+        // `.kconfig` externs get their values from the running kernel here.
+        let kconfig_opts;
+        let opts = if spec.kconfig.is_empty() {
+            opts
+        } else {
+            let version = sys::kernel::version().map_or(0, |v| v.code());
+            let local = spec.btf.as_ref().ok_or_else(|| LoadError::BadMap {
+                map: ".kconfig".into(),
+                reason: "the object has .kconfig externs but no usable .BTF".into(),
+            })?;
+            let mut o = opts.clone();
+            o.data_patches.extend(
+                crate::loader::externs::kconfig_patches(local, &spec.kconfig, version).map_err(
+                    |e| LoadError::BadMap {
+                        map: ".kconfig".into(),
+                        reason: e.to_string(),
+                    },
+                )?,
+            );
+            kconfig_opts = o;
+            &kconfig_opts
+        };
         let btf_fd = btf::load_btf(spec, &mut warnings);
         let mut maps = Vec::with_capacity(spec.maps.len());
         for m in &spec.maps {

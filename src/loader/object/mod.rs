@@ -192,10 +192,37 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
     let mut warnings = Vec::new();
     let license = parse_license(&elf)?;
     let kern_version = parse_version(&elf)?;
-    let btf = parse_btf(&elf, &mut warnings);
+    let mut btf = parse_btf(&elf, &mut warnings);
+    // `.kconfig` externs: laid out (and the DATASEC fixed) before anything reads the BTF.
+    let weak = |name: &str| elf.symbols.iter().any(|s| s.name == name && s.weak);
+    let kconfig = btf
+        .as_mut()
+        .and_then(|b| crate::loader::externs::layout_kconfig(b, &weak));
+    let ksyms = btf
+        .as_mut()
+        .map(crate::loader::externs::ksyms_of)
+        .unwrap_or_default();
     let ext = parse_btf_ext(&elf, btf.as_ref(), &mut warnings);
 
-    let found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
+    let mut found = maps::collect_maps(&elf, btf.as_ref(), &mut warnings)?;
+    let mut externs = std::collections::HashMap::new();
+    let kconfig_vars = match kconfig {
+        Some((map, vars)) => {
+            let idx = found.maps.len();
+            found.maps.push(map);
+            found.locations.push(maps::MapLocation {
+                section: usize::MAX, // no ELF section: only extern symbols refer to it
+                offset: 0,
+                size: 0,
+                data: true,
+            });
+            for v in &vars {
+                externs.insert(v.name.clone(), (idx, v.offset));
+            }
+            vars
+        }
+        None => Vec::new(),
+    };
 
     let sections: Vec<SectionInfo> = elf
         .sections
@@ -209,7 +236,9 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         })
         .collect();
 
-    let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?;
+    let linker = reloc::Linker::new(&elf, &found.locations, ext.as_ref(), &mut warnings)?
+        .with_externs(externs)
+        .with_ksyms(ksyms);
     let mut programs = Vec::new();
     for sec in elf.sections.iter().filter(|s| s.is_exec()) {
         if sec.name == ".text" {
@@ -251,6 +280,7 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
                 func_info: linked.func_info,
                 line_info: linked.line_info,
                 core_relos: linked.core_relos,
+                ksyms: linked.ksyms,
                 attach_btf_id: 0,
             });
         }
@@ -264,6 +294,7 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         btf,
         sections,
         warnings,
+        kconfig: kconfig_vars,
     })
 }
 

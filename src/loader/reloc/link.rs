@@ -21,6 +21,8 @@ pub(crate) struct Linked {
     pub line_info: Vec<LineInfo>,
     /// CO-RE records with `insn_off` in instruction units of `insns`.
     pub core_relos: Vec<CoreRelo>,
+    /// `.ksyms` extern loads, patched at load time.
+    pub ksyms: Vec<KsymReloc>,
 }
 
 /// A function's instructions: `[start, start + len)` of section `section`.
@@ -49,6 +51,10 @@ pub(crate) struct Linker<'e, 'a> {
     rels: HashMap<usize, HashMap<usize, RelEntry>>,
     /// `.text` functions sorted by start.
     subprogs: Vec<Func>,
+    /// Extern symbol -> (map index, offset in its value): `.kconfig` externs.
+    externs: HashMap<String, (usize, u32)>,
+    /// `.ksyms` extern -> typed.
+    ksyms: HashMap<String, bool>,
     /// Section -> indices into `maps` of the maps defined there, in order (relocations look
     /// maps up here: one hash lookup each, however many maps and relocations there are).
     maps_by_section: HashMap<usize, Vec<usize>>,
@@ -193,9 +199,23 @@ impl<'e, 'a> Linker<'e, 'a> {
             code,
             rels,
             subprogs,
+            externs: HashMap::new(),
+            ksyms: HashMap::new(),
             maps_by_section,
             map_at,
         })
+    }
+
+    /// Extern symbols that resolve to a map value (`.kconfig`, see `loader::externs`).
+    pub fn with_externs(mut self, externs: HashMap<String, (usize, u32)>) -> Self {
+        self.externs = externs;
+        self
+    }
+
+    /// `.ksyms` externs (name -> typed), see `loader::externs::ksyms_of`.
+    pub fn with_ksyms(mut self, ksyms: HashMap<String, bool>) -> Self {
+        self.ksyms = ksyms;
+        self
     }
 
     /// Link the program `sym` of section `sec`.
@@ -214,6 +234,7 @@ impl<'e, 'a> Linker<'e, 'a> {
         };
         let mut out = Vec::new();
         let mut relocs = Vec::new();
+        let mut ksyms = Vec::new();
         let mut segments = vec![Segment {
             func: main,
             out_start: 0,
@@ -317,6 +338,17 @@ impl<'e, 'a> Linker<'e, 'a> {
                             }
                             continue;
                         }
+                        if target_sym.section.is_none() {
+                            if let Some(&typed) = self.ksyms.get(&target_sym.name) {
+                                ksyms.push(KsymReloc {
+                                    insn: at,
+                                    name: target_sym.name.clone(),
+                                    typed,
+                                    weak: target_sym.weak,
+                                });
+                                continue;
+                            }
+                        }
                         let kind = self.map_reloc(target_sym, insn).map_err(rerr)?;
                         relocs.push(Reloc { insn: at, kind });
                     }
@@ -332,6 +364,7 @@ impl<'e, 'a> Linker<'e, 'a> {
             func_info,
             line_info,
             core_relos,
+            ksyms,
         })
     }
 
@@ -379,9 +412,18 @@ impl<'e, 'a> Linker<'e, 'a> {
 
     fn map_reloc(&self, sym: &Symbol, insn: Insn) -> Result<RelocKind, String> {
         let Some(sec) = sym.section else {
-            return Err(
-                "the symbol is undefined: externs (kconfig, ksyms) are not supported".to_string(),
-            );
+            if let Some(&(map, off)) = self.externs.get(&sym.name) {
+                let offset = i64::from(off)
+                    .checked_add(i64::from(insn.imm))
+                    .and_then(|o| u32::try_from(o).ok())
+                    .ok_or_else(|| format!("extern `{}` offset out of range", sym.name))?;
+                return Ok(RelocKind::MapValue { map, offset });
+            }
+            return Err(format!(
+                "extern `{}` cannot be resolved: it is neither a `.kconfig` extern \
+                 (LINUX_KERNEL_VERSION, CONFIG_*) nor a `.ksyms` variable",
+                sym.name
+            ));
         };
         let sec_name = self.elf.section_name(Some(sec));
         let Some((map, first)) = self
