@@ -16,7 +16,7 @@ pub use crate::consumer::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    #[error("reading the BPF object: {0}")]
+    #[error("reading the BPF object")]
     Parse(#[from] ParseError),
     #[error(transparent)]
     Load(#[from] LoadError),

@@ -71,3 +71,30 @@ fn hostile_names_print_escaped() {
     );
     assert!(text.contains("prog\\x1b[31m"), "{text}");
 }
+
+#[test]
+fn names_shared_by_many_headers_are_capped_in_total() {
+    // 200 sections whose headers all name one 100 KB string: 20 MB of copies from a ~100 KB
+    // file. Refused with a clear error instead (the copies are capped linearly in the size).
+    let mut b = gen::ElfBuilder::default();
+    b.section("license", gen::SHT_PROGBITS, 0x2, b"GPL\0".to_vec());
+    let long = "x".repeat(100_000);
+    b.section(&long, gen::SHT_PROGBITS, 0, vec![0; 8]);
+    for i in 0..200 {
+        b.section(&format!("s{i}"), gen::SHT_PROGBITS, 0, vec![0; 8]);
+    }
+    let mut data = b.build();
+    let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+    let name_of = |d: &[u8], i: usize| {
+        u32::from_le_bytes(d[shoff + i * 64..shoff + i * 64 + 4].try_into().unwrap())
+    };
+    let long_name = name_of(&data, 2);
+    for i in 3..203 {
+        data[shoff + i * 64..shoff + i * 64 + 4].copy_from_slice(&long_name.to_le_bytes());
+    }
+    let err = ObjectSpec::parse(&data).expect_err("20 MB of names from a small file");
+    assert!(
+        err.to_string().contains("names add up to more than"),
+        "{err}"
+    );
+}
