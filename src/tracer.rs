@@ -348,6 +348,21 @@ impl Tracer {
             names.push("handle_exit".into());
         }
         names.push(prog_name.clone());
+        // Every tracepoint is resolved before anything is loaded.
+        let mut resolved = Vec::with_capacity(names.len());
+        for name in &names {
+            let p = spec
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            resolved.push(match &p.attach {
+                _ if *name == prog_name => Some(tracepoint.clone()),
+                AttachPoint::Tracepoint { .. } => {
+                    Some(attach::resolve(&p.attach, &p.name, &p.section)?)
+                }
+                // tp_btf / raw tracepoints need no tracefs: attached by name below.
+                _ => None,
+            });
+        }
         load_opts.programs = Some(names.clone());
         let object = Object::load_with(&spec, &load_opts)?;
         let map = object
@@ -355,15 +370,13 @@ impl Tracer {
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
         let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
         let mut links = Vec::with_capacity(names.len());
-        for name in &names {
+        for (name, tp) in names.iter().zip(&resolved) {
             let prog = object
                 .program(name)
                 .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            // The exec program's tracepoint was resolved before anything was loaded.
-            links.push(if *name == prog_name {
-                attach::attach_resolved(prog, &tracepoint)?
-            } else {
-                attach::attach(prog)?
+            links.push(match tp {
+                Some(tp) => attach::attach_resolved(prog, tp)?,
+                None => attach::attach(prog)?,
             });
         }
         links.reverse();
