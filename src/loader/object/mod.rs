@@ -157,10 +157,13 @@ fn parse_btf(elf: &ElfObject<'_>, warnings: &mut Vec<String>) -> Option<Btf> {
             offsets.insert((sec.name.as_str(), sym.name.as_str()), sym.value);
         }
     }
-    let sec_size = |name: &str| -> Option<u32> {
-        elf.section_by_name(name)
-            .and_then(|s| u32::try_from(s.size).ok())
-    };
+    // One hash lookup per DATASEC (first section of a name wins, as a scan would find it).
+    let mut sizes: HashMap<&str, u64> = HashMap::new();
+    for s in &elf.sections {
+        sizes.entry(s.name.as_str()).or_insert(s.size);
+    }
+    let sec_size =
+        |name: &str| -> Option<u32> { sizes.get(name).and_then(|&s| u32::try_from(s).ok()) };
     let sym_offset = |sec: &str, sym: &str| -> Option<u32> {
         offsets
             .get(&(sec, sym))
