@@ -83,6 +83,8 @@ pub struct TracerOptions {
     pub max_args: u32,
     /// Ring buffer wakeups (the perf buffer uses `perf_wakeup`).
     pub ring_wakeup: RingWakeup,
+    /// BTF that CO-RE relocations resolve against (`--btf`).
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl TracerOptions {
@@ -99,6 +101,7 @@ impl TracerOptions {
             exit: false,
             max_args: 20,
             ring_wakeup: RingWakeup::Kernel,
+            btf: crate::loader::core::BtfSource::Kernel,
         }
     }
 
@@ -143,6 +146,15 @@ pub enum Lost {
     PerfRing { cpu: u32, count: u64 },
     /// The BPF program could not reserve/output `count` records (ring full), per its `drops` map.
     Bpf { count: u64 },
+}
+
+impl Lost {
+    /// How many records this notice stands for.
+    pub fn count(&self) -> u64 {
+        match *self {
+            Lost::PerfRing { count, .. } | Lost::Bpf { count } => count,
+        }
+    }
 }
 
 /// A running tracer. Dropping it detaches the program and frees everything.
@@ -246,7 +258,10 @@ impl Tracer {
             .program(&prog_name)
             .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
         let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
-        let mut load_opts = LoadOptions::default();
+        let mut load_opts = LoadOptions {
+            btf: opts.btf.clone(),
+            ..LoadOptions::default()
+        };
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rawsnoop::loader::attach;
 use rawsnoop::loader::btf::{Btf, BtfKind, BtfType};
+use rawsnoop::loader::core::BtfSource;
 use rawsnoop::loader::load::{LoadError, LoadOptions, Object};
 use rawsnoop::loader::{AttachPoint, ObjectSpec};
 use rawsnoop::sys::bpf;
@@ -161,19 +162,45 @@ fn perturbed_header_reads_the_kernels_real_values() {
     if !bpf_allowed("perturbed_header_reads_the_kernels_real_values") {
         return;
     }
+    perturbed(BtfSource::Kernel);
+}
+
+/// Point 10 of issue 8: with kernel BTF ignored (`--btf none`) the tracepoint context type
+/// resolves from the tracefs format file, and the real values are still printed.
+#[test]
+fn perturbed_header_without_kernel_btf_uses_tracefs_formats() {
+    if !bpf_allowed("perturbed_header_without_kernel_btf_uses_tracefs_formats") {
+        return;
+    }
+    perturbed(BtfSource::None);
+    // A field the format file does not have is refused by name.
+    let spec = ObjectSpec::parse(&std::fs::read(fixture("missing")).unwrap()).unwrap();
+    let opts = LoadOptions {
+        btf: BtfSource::None,
+        ..LoadOptions::default()
+    };
+    let msg = Object::load_with(&spec, &opts).unwrap_err().to_string();
+    assert!(
+        msg.contains("has no field `__rawsnoop_missing`") && msg.contains("__data_loc_filename"),
+        "{msg}"
+    );
+}
+
+fn perturbed(source: BtfSource) {
     let dir = TempDir::new("core-perturbed");
     let probe = probe_program(&dir.0, "rsnp-core-pert");
     let data = std::fs::read(fixture("perturbed")).unwrap();
     let spec = ObjectSpec::parse(&data).unwrap();
-    // The program filters on one pid, known only after the fork: spawn stopped? Simpler: filter
-    // on a pid we predict is impossible to know, so patch after forking a waiting child.
+    // The program filters on one pid: fork a shell that waits on stdin, load with its pid,
+    // then let it exec the probe.
     let mut child = std::process::Command::new("/bin/sh")
         .args(["-c", "read x; exec \"$0\"", probe.to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let opts = patches(&spec, "target_pid", pid);
+    let mut opts = patches(&spec, "target_pid", pid);
+    opts.btf = source;
     let obj = Object::load_with(&spec, &opts).unwrap_or_else(|e| panic!("{e}"));
     let _link = attach::attach(obj.program("perturbed_exec").unwrap()).unwrap();
     drop(child.stdin.take()); // EOF: `read` returns, the shell execs the probe

@@ -1,8 +1,12 @@
-//! A name index over one BTF, built once: essential name (the name with any `___flavour` suffix
-//! cut off, as CO-RE compares names) -> type ids, in id order. Used for CO-RE candidate lookup
-//! and for attach targets (`btf_trace_<tp>`), so a 5 MB vmlinux is walked only once per process.
+//! Type lookup by essential name (the name with any `___flavour` suffix cut off, as CO-RE
+//! compares names), for CO-RE candidates and attach targets (`btf_trace_<tp>`).
+//!
+//! Lazy, like libbpf's candidate cache: nothing is built up front (hashing 130k vmlinux names
+//! cost more than parsing the BTF); the first lookup of a name scans the types once comparing
+//! raw name bytes (no UTF-8 decoding, no allocation), and its answer is cached.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::{Btf, BtfKind};
 
@@ -16,55 +20,84 @@ pub fn essential_name(name: &str) -> &str {
     }
 }
 
-/// Essential name -> type ids (ascending). Anonymous types are not indexed.
-#[derive(Debug, Default, Clone)]
+/// Essential name -> type ids (ascending), computed per name on first use.
+#[derive(Debug, Default)]
 pub struct NameIndex {
-    by_name: HashMap<Box<str>, Vec<u32>>,
+    /// Only types with ids `first..` are considered (the split part of a module's BTF).
+    first: u32,
+    cache: Mutex<HashMap<String, Vec<u32>>>,
+}
+
+/// Whether the NUL-terminated name at `off` has essential name `want`.
+fn essential_is(strings: &[u8], off: u32, want: &[u8]) -> bool {
+    let Some(rest) = strings.get(off as usize..) else {
+        return false;
+    };
+    let Some(head) = rest.get(..want.len()) else {
+        return false;
+    };
+    if head != want {
+        return false;
+    }
+    let tail = &rest[want.len()..];
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+    let tail = &tail[..end];
+    // Exact, or a flavour suffix `___...` with no further `___` after it... libbpf cuts at the
+    // last `___`, so `want` must be everything before the last `___` of the name.
+    tail.is_empty()
+        || (tail.starts_with(b"___")
+            && !tail[3..].windows(3).any(|w| w == b"___")
+            && !want.is_empty())
 }
 
 impl NameIndex {
-    /// Indexes every named type of `btf` (one pass over the types).
-    pub fn build(btf: &Btf) -> NameIndex {
-        NameIndex::build_from(btf, 1)
+    /// An index over every type of `btf` (nothing is computed until a lookup).
+    pub fn build(_btf: &Btf) -> NameIndex {
+        NameIndex::build_from(_btf, 1)
     }
 
-    /// Indexes the named types with ids `first..` (the split part of a module's BTF).
-    pub fn build_from(btf: &Btf, first: u32) -> NameIndex {
-        let skip = first.saturating_sub(1) as usize;
-        let mut by_name: HashMap<Box<str>, Vec<u32>> =
-            HashMap::with_capacity(btf.types().len().saturating_sub(skip));
-        for (i, t) in btf.types().iter().enumerate().skip(skip) {
-            let off = t.name_off();
-            if off == 0 {
-                continue;
-            }
-            let Ok(name) = btf.string_at(off) else {
-                continue;
-            };
-            let ess = essential_name(name);
-            if ess.is_empty() {
-                continue;
-            }
-            match by_name.get_mut(ess) {
-                Some(v) => v.push(i as u32 + 1),
-                None => {
-                    by_name.insert(ess.into(), vec![i as u32 + 1]);
-                }
-            }
+    /// An index over the types with ids `first..` (the split part of a module's BTF).
+    pub fn build_from(_btf: &Btf, first: u32) -> NameIndex {
+        NameIndex {
+            first: first.max(1),
+            cache: Mutex::new(HashMap::new()),
         }
-        NameIndex { by_name }
     }
 
-    /// Ids of types whose essential name is `essential` (any kind).
-    pub fn ids(&self, essential: &str) -> &[u32] {
-        self.by_name.get(essential).map_or(&[], Vec::as_slice)
+    /// Ids of types of `btf` whose essential name is `essential` (any kind).
+    pub fn ids(&self, btf: &Btf, essential: &str) -> Vec<u32> {
+        if essential.is_empty() {
+            return Vec::new();
+        }
+        if let Some(v) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(essential).cloned())
+        {
+            return v;
+        }
+        let want = essential.as_bytes();
+        let strings = btf.strings();
+        let skip = self.first.saturating_sub(1) as usize;
+        let found: Vec<u32> = btf
+            .types()
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .filter(|(_, t)| t.name_off() != 0 && essential_is(strings, t.name_off(), want))
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(essential.to_string(), found.clone());
+        }
+        found
     }
 
     /// The first type of kind `kind` named exactly `name`.
     pub fn find(&self, btf: &Btf, name: &str, kind: BtfKind) -> Option<u32> {
-        self.ids(essential_name(name))
-            .iter()
-            .copied()
+        self.ids(btf, essential_name(name))
+            .into_iter()
             .find(|&id| btf.kind_of(id).ok() == Some(kind) && btf.name_of(id).ok() == Some(name))
     }
 }
@@ -86,7 +119,7 @@ mod tests {
     #[test]
     fn index_groups_flavours() {
         let mut b = Btf::new();
-        for n in ["s", "s___v1", "t", ""] {
+        for n in ["s", "s___v1", "t", "", "s___a___b", "st", "s_"] {
             let off = b.add_string(n);
             b.add_type(BtfType::Struct {
                 name_off: off,
@@ -95,10 +128,21 @@ mod tests {
             });
         }
         let idx = NameIndex::build(&b);
-        assert_eq!(idx.ids("s"), &[1, 2]);
-        assert_eq!(idx.ids("t"), &[3]);
-        assert!(idx.ids("").is_empty());
+        assert_eq!(idx.ids(&b, "s"), [1, 2]);
+        assert_eq!(idx.ids(&b, "s"), [1, 2], "cached answer");
+        assert_eq!(idx.ids(&b, "t"), [3]);
+        assert_eq!(idx.ids(&b, "s___a"), [5]);
+        assert!(idx.ids(&b, "").is_empty());
         assert_eq!(idx.find(&b, "s___v1", BtfKind::Struct), Some(2));
         assert_eq!(idx.find(&b, "t", BtfKind::Union), None);
+        let split = NameIndex::build_from(&b, 2);
+        assert_eq!(split.ids(&b, "s"), [2]);
+        // Every name agrees with essential_name().
+        for id in 1..b.types_len() {
+            let n = b.name_of(id).unwrap();
+            if !n.is_empty() {
+                assert!(idx.ids(&b, essential_name(n)).contains(&id), "{n}");
+            }
+        }
     }
 }

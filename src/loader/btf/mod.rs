@@ -9,6 +9,7 @@
 //! (printing), [`fixup`] (DATASEC sizes/offsets), [`sanitize`] (feature fallbacks + probe blobs),
 //! [`ext`] (.BTF.ext).
 
+pub mod dump_c;
 mod encode;
 mod error;
 pub mod ext;

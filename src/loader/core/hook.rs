@@ -19,11 +19,20 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(programs: &[&ProgramSpec], source: &BtfSource) -> Result<Context, CoreError> {
-        let target = if programs.iter().any(|p| !p.core_relos.is_empty()) {
-            TargetBtf::load(source)?
-        } else {
-            None
+    pub fn new(
+        programs: &[&ProgramSpec],
+        local: Option<&crate::loader::btf::Btf>,
+        source: &BtfSource,
+    ) -> Result<Context, CoreError> {
+        let target = match (programs.iter().any(|p| !p.core_relos.is_empty()), local) {
+            (true, Some(local)) => TargetBtf::load_for(
+                source,
+                local,
+                programs
+                    .iter()
+                    .flat_map(|p| p.core_relos.iter().map(|r| r.type_id)),
+            )?,
+            _ => None,
         };
         let kernel = if programs
             .iter()

@@ -16,6 +16,7 @@ pub mod hook;
 pub mod kind;
 pub mod spec;
 pub mod target;
+pub mod tracefs;
 
 #[cfg(test)]
 mod tests;
@@ -130,6 +131,23 @@ pub fn relocate_program(
         out.push(relocate_one(program, insns, i, r, local, lines, target)?);
     }
     Ok(out)
+}
+
+/// Like [`relocate_program`] but goes on after a failed record: one result per record (for
+/// `inspect --core`, which explains every relocation, the failing ones included).
+pub fn relocate_each(
+    program: &str,
+    insns: &mut [Insn],
+    relos: &[CoreRelo],
+    local: &Btf,
+    lines: &[LineInfo],
+    target: Option<&TargetBtf>,
+) -> Vec<Result<Outcome, CoreError>> {
+    relos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| relocate_one(program, insns, i, r, local, lines, target))
+        .collect()
 }
 
 fn relocate_one(

@@ -141,10 +141,10 @@ impl TargetBtf {
     pub fn candidates(&self, essential: &str, kind: BtfKind) -> Vec<Cand> {
         let from = |part: &Arc<TargetPart>| -> Vec<Cand> {
             part.index
-                .ids(essential)
-                .iter()
-                .filter(|&&id| kinds_core_compat(part.btf.kind_of(id).ok(), kind))
-                .map(|&id| Cand {
+                .ids(&part.btf, essential)
+                .into_iter()
+                .filter(|&id| kinds_core_compat(part.btf.kind_of(id).ok(), kind))
+                .map(|id| Cand {
                     part: part.clone(),
                     id,
                 })
@@ -183,7 +183,10 @@ impl TargetBtf {
         };
         for name in names {
             if let Some(done) = cache.get(&name) {
-                if let Some(p) = done.clone().filter(|p| !p.index.ids(essential).is_empty()) {
+                if let Some(p) = done
+                    .clone()
+                    .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
+                {
                     out.push(p);
                 }
                 continue;
@@ -202,12 +205,40 @@ impl TargetBtf {
                     module: Some(name.clone()),
                 })
             });
-            if let Some(p) = part.clone().filter(|p| !p.index.ids(essential).is_empty()) {
+            if let Some(p) = part
+                .clone()
+                .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
+            {
                 out.push(p);
             }
             cache.insert(name, part);
         }
         out
+    }
+
+    /// The target for `source` given the local BTF and the local root types of the relocations:
+    /// like [`TargetBtf::load`], except that [`BtfSource::None`] gives tracepoint context types
+    /// (`trace_event_raw_<event>`) from the tracefs format files (see `core::tracefs`).
+    pub fn load_for(
+        source: &BtfSource,
+        local: &Btf,
+        type_ids: impl Iterator<Item = u32>,
+    ) -> Result<Option<Arc<TargetBtf>>, CoreError> {
+        if *source != BtfSource::None {
+            return TargetBtf::load(source);
+        }
+        let events = super::tracefs::events_of(local, type_ids);
+        let root = crate::sys::tracefs::find_or_mount().ok();
+        let formats: Vec<(String, String)> = events
+            .into_iter()
+            .filter_map(|ev| {
+                let text = super::tracefs::find_format(root.as_deref()?, &ev)?;
+                Some((ev, text))
+            })
+            .collect();
+        let btf = super::tracefs::btf_from_formats(&formats).map_err(CoreError::Target)?;
+        let origin = "tracefs format files (--btf none)";
+        Ok(Some(Arc::new(TargetBtf::from_btf(origin, btf))))
     }
 
     /// The first type named exactly `name` of kind `kind` in vmlinux (attach targets).

@@ -136,7 +136,7 @@ impl Object {
             .filter(|p| opts.wants(&p.name))
             .collect();
         // Kernel BTF is read only if a wanted program has CO-RE records or is tp_btf.
-        let core = crate::loader::core::hook::Context::new(&wanted, &opts.btf)?;
+        let core = crate::loader::core::hook::Context::new(&wanted, spec.btf.as_ref(), &opts.btf)?;
         for p in wanted {
             programs.push(programs::load_program(
                 spec,
