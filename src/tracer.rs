@@ -171,8 +171,7 @@ pub struct Tracer {
 
 /// True when this process can load BPF and attach tracepoints.
 pub fn has_privilege() -> bool {
-    use sys::kernel::{has_capability, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
-    has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
+    sys::kernel::has_bpf_privilege()
 }
 
 fn find_program(spec: &ObjectSpec) -> Option<&str> {
