@@ -16,7 +16,7 @@ pub use crate::consumer::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    #[error("reading the BPF object: {0}")]
+    #[error("reading the BPF object")]
     Parse(#[from] ParseError),
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -163,8 +163,7 @@ pub struct Tracer {
 
 /// True when this process can load BPF and attach tracepoints.
 pub fn has_privilege() -> bool {
-    use sys::kernel::{has_capability, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
-    has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
+    sys::kernel::has_bpf_privilege()
 }
 
 fn find_program(spec: &ObjectSpec) -> Option<&str> {

@@ -179,17 +179,17 @@ pub enum BenchError {
     OldKernel(String),
     #[error("bench: parsing the embedded bench object: {0}")]
     Parse(String),
-    #[error("bench: loading the bench object: {0}")]
+    #[error("bench: loading the bench object")]
     Load(#[from] LoadError),
     #[error("bench: the bench object has no {kind} named '{name}' (rebuild bpf/bench.bpf.c)")]
     Missing { kind: &'static str, name: String },
-    #[error("bench: attaching {program}: {source}")]
+    #[error("bench: attaching {program}")]
     Attach {
         program: &'static str,
         #[source]
         source: AttachError,
     },
-    #[error("bench: {what}: {source}")]
+    #[error("bench: {what}")]
     Io {
         what: &'static str,
         #[source]

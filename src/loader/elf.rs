@@ -61,6 +61,37 @@ pub(crate) struct RelEntry {
     pub sym: usize,
 }
 
+/// Section and symbol names are copied out of the string tables; many headers can name the
+/// same (long) string, so the copies are capped in total: linear in the file's size.
+struct NameBudget {
+    left: usize,
+    limit: usize,
+}
+
+impl NameBudget {
+    /// Bytes of names allowed per byte of file, plus a constant.
+    const PER_BYTE: usize = 4;
+    const BASE: usize = 1 << 20;
+
+    fn new(file_len: usize) -> Self {
+        let limit = file_len
+            .saturating_mul(Self::PER_BYTE)
+            .saturating_add(Self::BASE);
+        NameBudget { left: limit, limit }
+    }
+
+    fn charge(&mut self, n: usize) -> Result<(), ParseError> {
+        self.left = self.left.checked_sub(n).ok_or_else(|| {
+            ParseError::malformed(format!(
+                "section and symbol names add up to more than {} bytes (headers naming the same \
+                 long string over and over)",
+                self.limit
+            ))
+        })?;
+        Ok(())
+    }
+}
+
 /// A parsed, bounds-checked ELF object.
 pub(crate) struct ElfObject<'a> {
     pub sections: Vec<Section<'a>>,
@@ -139,10 +170,12 @@ fn check_header(data: &[u8]) -> Result<&FileHeader64<LE>, ParseError> {
 impl<'a> ElfObject<'a> {
     pub fn parse(data: &'a [u8]) -> Result<ElfObject<'a>, ParseError> {
         let header = check_header(data)?;
+        let mut names = NameBudget::new(data.len());
         let table = header.sections(LE, data).map_err(bad("section headers"))?;
         let mut sections = Vec::with_capacity(table.len());
         for (idx, sh) in table.enumerate() {
             let name = table.section_name(LE, sh).map_err(bad("section name"))?;
+            names.charge(name.len())?;
             let name = String::from_utf8_lossy(name).into_owned();
             let sh_type = sh.sh_type(LE);
             let sec_data = if sh_type == E::SHT_NOBITS {
@@ -174,7 +207,10 @@ impl<'a> ElfObject<'a> {
                 .map(|s: SectionIndex| s.0)
                 .filter(|&s| s < sections.len());
             symbols.push(Symbol {
-                name: String::from_utf8_lossy(name).into_owned(),
+                name: {
+                    names.charge(name.len())?;
+                    String::from_utf8_lossy(name).into_owned()
+                },
                 value: sym.st_value(LE),
                 size: sym.st_size(LE),
                 section,

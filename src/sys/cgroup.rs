@@ -11,7 +11,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cgroup {path}: {source}")]
+    #[error("cgroup {path}")]
     Io { path: String, source: io::Error },
     #[error(
         "{0} is not a cgroup v2 directory: give a directory under a cgroup2 mount (see \

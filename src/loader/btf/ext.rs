@@ -76,6 +76,14 @@ impl<T> PerSection<T> {
             .unwrap_or(&[])
     }
 
+    /// Orders each section's records by `key` (stable: records on one instruction keep their
+    /// file order), so users can find the records of an instruction range by binary search.
+    fn sort_by_insn(&mut self, key: impl Fn(&T) -> u32) {
+        for (_, recs) in &mut self.list {
+            recs.sort_by_key(&key);
+        }
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|(n, _)| n.as_str())
     }
@@ -294,6 +302,10 @@ impl BtfExt {
                 }
                 Ok(rec)
             })?;
+        let (mut func_info, mut line_info, mut core_relos) = (func_info, line_info, core_relos);
+        func_info.sort_by_insn(|r| r.insn_off);
+        line_info.sort_by_insn(|r| r.insn_off);
+        core_relos.sort_by_insn(|r| r.insn_off);
         Ok(BtfExt {
             func_info,
             line_info,
@@ -304,17 +316,18 @@ impl BtfExt {
         })
     }
 
-    /// func_info records for ELF section `section` (empty if none).
+    /// func_info records for ELF section `section` (empty if none), ordered by `insn_off`.
     pub fn func_info(&self, section: &str) -> &[FuncInfo] {
         self.func_info.get(section)
     }
 
-    /// line_info records for ELF section `section` (empty if none).
+    /// line_info records for ELF section `section` (empty if none), ordered by `insn_off`.
     pub fn line_info(&self, section: &str) -> &[LineInfo] {
         self.line_info.get(section)
     }
 
-    /// CO-RE relocation records for ELF section `section` (empty if none).
+    /// CO-RE relocation records for ELF section `section` (empty if none), ordered by
+    /// `insn_off` (records on one instruction in file order).
     pub fn core_relos(&self, section: &str) -> &[CoreRelo] {
         self.core_relos.get(section)
     }

@@ -77,10 +77,16 @@ pub struct TargetBtf {
     modules: Mutex<HashMap<String, Option<Arc<TargetPart>>>>,
 }
 
+/// Reads a BTF file through the loader's capped reader: only regular files, at most
+/// `MAX_OBJECT_BYTES` (`--btf /dev/zero` is refused, not read until memory runs out).
 fn read(path: &Path) -> Result<Vec<u8>, CoreError> {
-    std::fs::read(path).map_err(|err| CoreError::TargetRead {
+    use crate::loader::object::{read_object_file, ReadError};
+    read_object_file(path).map_err(|e| CoreError::TargetRead {
         path: path.display().to_string(),
-        err,
+        err: match e {
+            ReadError::Io { source, .. } => source,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+        },
     })
 }
 

@@ -239,3 +239,47 @@ fn refusal_reason(prog: &ProgramSpec, errno: &io::Error, log: &str) -> Option<St
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::spec::AttachPoint;
+
+    fn prog(prog_type: u32) -> ProgramSpec {
+        ProgramSpec {
+            name: "p".into(),
+            section: "s".into(),
+            prog_type,
+            expected_attach_type: 0,
+            attach: AttachPoint::None,
+            insns: Vec::new(),
+            relocs: Vec::new(),
+            func_info: Vec::new(),
+            line_info: Vec::new(),
+            func_info_rec_size: 0,
+            line_info_rec_size: 0,
+            core_relos: Vec::new(),
+            attach_btf_id: 0,
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_the_kernel_refused() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        // A tracing program without attach_btf_id: whatever the errno, that is the reason.
+        let why = refusal_reason(&prog(bpf::BPF_PROG_TYPE_TRACING), &eperm, "").unwrap();
+        assert!(why.contains("attach_btf_id"), "{why}");
+        // The verifier's EACCES with a log is the verifier's report, not a refusal.
+        let log = "0: (b7) r0 = 0\nR1 invalid mem access 'scalar'\n";
+        assert!(refusal_reason(&prog(bpf::BPF_PROG_TYPE_TRACEPOINT), &eacces, log).is_none());
+        // EPERM with the capabilities is not "missing privilege" (without them it is).
+        let r = refusal_reason(&prog(bpf::BPF_PROG_TYPE_TRACEPOINT), &eperm, "");
+        if sys::kernel::has_bpf_privilege() {
+            let why = r.expect("explained");
+            assert!(why.contains("not about privilege"), "{why}");
+        } else {
+            assert!(r.is_none());
+        }
+    }
+}

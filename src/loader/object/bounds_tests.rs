@@ -36,11 +36,11 @@ fn two_hundred_thousand_relocations_parse_and_print_linearly() {
 
 #[test]
 fn inspect_output_is_bounded_by_the_code_size() {
-    // 400 programs each linking the same 20,000-instruction function: the listing would be
-    // 400 copies; it stops at the budget (linear in the object's code) with a marker.
-    let data = gen::many_programs_one_big_function(400, 20_000);
+    // 150 programs each linking the same 20,000-instruction function: the listing would be
+    // 150 copies; it stops at the budget (linear in the object's code) with a marker.
+    let data = gen::many_programs_one_big_function(150, 20_000);
     let spec = ObjectSpec::parse(&data).expect("parses");
-    let code = 20_000 * 8 + 400 * 16;
+    let code = 20_000 * 8 + 150 * 16;
     let text = crate::inspect::describe("x", &spec, true);
     // Past the budget, each program still gets its header lines.
     let bound = crate::inspect::OUTPUT_BASE
@@ -49,7 +49,7 @@ fn inspect_output_is_bounded_by_the_code_size() {
     assert!(text.len() <= bound, "{} > {bound}", text.len());
     assert!(text.contains("listing cut"));
     // Every program is still described (one header line each).
-    assert_eq!(text.matches(" in section 'tp/sched/p").count(), 400);
+    assert_eq!(text.matches(" in section 'tp/sched/p").count(), 150);
 }
 
 #[test]
@@ -70,4 +70,47 @@ fn hostile_names_print_escaped() {
         "{text}"
     );
     assert!(text.contains("prog\\x1b[31m"), "{text}");
+}
+
+#[test]
+fn names_shared_by_many_headers_are_capped_in_total() {
+    // 200 sections whose headers all name one 100 KB string: 20 MB of copies from a ~100 KB
+    // file. Refused with a clear error instead (the copies are capped linearly in the size).
+    let mut b = gen::ElfBuilder::default();
+    b.section("license", gen::SHT_PROGBITS, 0x2, b"GPL\0".to_vec());
+    let long = "x".repeat(100_000);
+    b.section(&long, gen::SHT_PROGBITS, 0, vec![0; 8]);
+    for i in 0..200 {
+        b.section(&format!("s{i}"), gen::SHT_PROGBITS, 0, vec![0; 8]);
+    }
+    let mut data = b.build();
+    let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap()) as usize;
+    let name_of = |d: &[u8], i: usize| {
+        u32::from_le_bytes(d[shoff + i * 64..shoff + i * 64 + 4].try_into().unwrap())
+    };
+    let long_name = name_of(&data, 2);
+    for i in 3..203 {
+        data[shoff + i * 64..shoff + i * 64 + 4].copy_from_slice(&long_name.to_le_bytes());
+    }
+    let err = ObjectSpec::parse(&data).expect_err("20 MB of names from a small file");
+    assert!(
+        err.to_string().contains("names add up to more than"),
+        "{err}"
+    );
+}
+
+#[test]
+fn linking_one_big_function_into_many_programs_is_capped() {
+    // 400 programs each calling one 60,000-instruction `.text` function (a 0.5 MB object)
+    // linked to 24M instructions (195 MB RSS). Linking stops at the cap with a clear error.
+    let data = gen::many_programs_one_big_function(400, 60_000);
+    let err = ObjectSpec::parse(&data).expect_err("over the linking cap");
+    let text = err.to_string();
+    assert!(
+        text.contains("linking copies each `.text` function"),
+        "{text}"
+    );
+    // A few programs sharing it are fine.
+    let spec = ObjectSpec::parse(&gen::many_programs_one_big_function(20, 60_000)).unwrap();
+    assert_eq!(spec.programs.len(), 20);
 }

@@ -22,6 +22,13 @@ impl ObjectSpec {
     }
 }
 
+/// Linked instructions allowed over all programs: at least this many (the kernel's own limit
+/// for one program is 1M)...
+pub const MAX_LINKED_INSNS: usize = 4 << 20;
+/// ...or this many per instruction of code in the object: linking copies shared `.text`
+/// functions into each caller, so a small object could otherwise link to gigabytes.
+pub const LINKED_PER_CODE_INSN: usize = 32;
+
 /// Largest object file [`read_object_file`] reads. Real BPF objects are kilobytes to a few
 /// megabytes; this leaves room for big ones with full debug info.
 pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
@@ -150,10 +157,13 @@ fn parse_btf(elf: &ElfObject<'_>, warnings: &mut Vec<String>) -> Option<Btf> {
             offsets.insert((sec.name.as_str(), sym.name.as_str()), sym.value);
         }
     }
-    let sec_size = |name: &str| -> Option<u32> {
-        elf.section_by_name(name)
-            .and_then(|s| u32::try_from(s.size).ok())
-    };
+    // One hash lookup per DATASEC (first section of a name wins, as a scan would find it).
+    let mut sizes: HashMap<&str, u64> = HashMap::new();
+    for s in &elf.sections {
+        sizes.entry(s.name.as_str()).or_insert(s.size);
+    }
+    let sec_size =
+        |name: &str| -> Option<u32> { sizes.get(name).and_then(|&s| u32::try_from(s).ok()) };
     let sym_offset = |sec: &str, sym: &str| -> Option<u32> {
         offsets
             .get(&(sec, sym))
@@ -240,6 +250,16 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         .with_externs(externs)
         .with_ksyms(ksyms);
     let mut programs = Vec::new();
+    let code_insns: usize = elf
+        .sections
+        .iter()
+        .filter(|s| s.is_exec())
+        .map(|s| s.data.len() / 8)
+        .sum();
+    let link_limit = code_insns
+        .saturating_mul(LINKED_PER_CODE_INSN)
+        .max(MAX_LINKED_INSNS);
+    let mut linked_total = 0usize;
     for sec in elf.sections.iter().filter(|s| s.is_exec()) {
         if sec.name == ".text" {
             continue;
@@ -267,6 +287,16 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         }
         for sym in funcs {
             let linked = linker.link(sec, sym, &mut warnings)?;
+            linked_total = linked_total.saturating_add(linked.insns.len());
+            if linked_total > link_limit {
+                return Err(ParseError::malformed(format!(
+                    "linking copies each `.text` function into every program that calls it, and \
+                     the {} programs up to `{}` already add up to {linked_total} instructions \
+                     from {code_insns} in the object (limit {link_limit}); split the object",
+                    programs.len() + 1,
+                    sym.name
+                )));
+            }
             programs.push(ProgramSpec {
                 name: sym.name.clone(),
                 section: sec.name.clone(),

@@ -472,7 +472,7 @@ impl<'e, 'a> Linker<'e, 'a> {
         let mut out = Vec::new();
         for seg in segments {
             let name = self.elf.section_name(Some(seg.func.section));
-            for r in ext.core_relos(name) {
+            for r in in_func(ext.core_relos(name), |r| r.insn_off, seg.func) {
                 if u64::from(r.insn_off) % INSN_SIZE != 0 {
                     continue;
                 }
@@ -513,7 +513,7 @@ impl<'e, 'a> Linker<'e, 'a> {
                 }
                 u32::try_from(seg.out_start + (idx - seg.func.start)).ok()
             };
-            for f in ext.func_info(name) {
+            for f in in_func(ext.func_info(name), |f| f.insn_off, seg.func) {
                 if let Some(insn_off) = shift(f.insn_off) {
                     funcs.push(FuncInfo {
                         insn_off,
@@ -521,7 +521,7 @@ impl<'e, 'a> Linker<'e, 'a> {
                     });
                 }
             }
-            for l in ext.line_info(name) {
+            for l in in_func(ext.line_info(name), |l| l.insn_off, seg.func) {
                 if let Some(insn_off) = shift(l.insn_off) {
                     lines.push(LineInfo {
                         insn_off,
@@ -559,9 +559,10 @@ impl<'e, 'a> Linker<'e, 'a> {
             [a, b] => a.insn_off < b.insn_off,
             _ => true,
         });
+        // `lines` is sorted by insn_off: one binary search per function start.
         let covers = sorted_starts
             .iter()
-            .all(|s| lines.iter().any(|l| l.insn_off == *s));
+            .all(|s| lines.binary_search_by_key(s, |l| l.insn_off).is_ok());
         let in_range = lines.iter().all(|l| (l.insn_off as usize) < total);
         if !(lines.is_empty() || increasing && covers && in_range) {
             warnings.push(format!(
@@ -571,6 +572,16 @@ impl<'e, 'a> Linker<'e, 'a> {
         }
         (funcs, lines)
     }
+}
+
+/// The records (sorted by byte offset `key`, as `BtfExt` keeps them) that fall inside `f`:
+/// two binary searches, so placing many functions never rescans a section's records.
+fn in_func<T>(recs: &[T], key: impl Fn(&T) -> u32, f: Func) -> &[T] {
+    let lo = (f.start as u64).saturating_mul(INSN_SIZE);
+    let hi = ((f.start + f.len) as u64).saturating_mul(INSN_SIZE);
+    let a = recs.partition_point(|r| u64::from(key(r)) < lo);
+    let b = recs.partition_point(|r| u64::from(key(r)) < hi);
+    recs.get(a..b.max(a)).unwrap_or(&[])
 }
 
 /// `base + imm + 1`, as a non-negative instruction index.
