@@ -46,6 +46,25 @@ pub fn escape_str(s: &str) -> String {
     escape(s.as_bytes())
 }
 
+/// Longest name [`escape_name`] prints in full (in bytes of the escaped text).
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// [`escape_str`] for a name (section, map, program, BTF, source line): cut after
+/// [`MAX_NAME_CHARS`] with a note, so a hostile megabyte-long name printed once per section
+/// cannot blow up the output.
+pub fn escape_name(s: &str) -> String {
+    let mut out = escape_str(s);
+    if out.len() > MAX_NAME_CHARS {
+        let mut end = MAX_NAME_CHARS;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        let _ = write!(out, "...({} bytes)", s.len());
+    }
+    out
+}
+
 /// [`escape`] for a multi-line text (a kernel log): each line escaped, the line breaks kept.
 pub fn escape_lines(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -61,6 +80,17 @@ pub fn escape_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_cut() {
+        let long = "x".repeat(10_000);
+        let e = escape_name(&long);
+        assert!(
+            e.len() < MAX_NAME_CHARS + 32 && e.ends_with("...(10000 bytes)"),
+            "{e}"
+        );
+        assert_eq!(escape_name("tp/sched/x"), "tp/sched/x");
+    }
 
     #[test]
     fn str_and_lines() {

@@ -27,3 +27,4 @@ pub mod perfbuf;
 pub mod ringbuf;
 pub mod sys;
 pub mod tracer;
+pub mod view;

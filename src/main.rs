@@ -116,6 +116,15 @@ struct Cli {
     /// "kernel" (flags 0: a wakeup per record whenever we have caught up).
     #[arg(long, value_name = "POLICY", default_value = "adaptive")]
     wakeup: String,
+    /// Show every drain as the consumer walks the ring, on stderr: positions, record headers,
+    /// BUSY stops, wraps, each consumer_pos/data_tail store, the fence and re-check, and what
+    /// woke us. With --json: one JSON object per drain.
+    #[arg(long)]
+    show_ring: bool,
+    /// Print consumer statistics on stderr every INTERVAL seconds (default 1): records/s,
+    /// drains, wakeups (kernel / timeout), records per wakeup, BUSY-head stops, fill, losses.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1")]
+    stats: Option<f64>,
     /// Say more: how the program attached, whole verifier logs.
     #[arg(short, long)]
     verbose: bool,
@@ -447,15 +456,37 @@ fn storm(args: &BenchArgs) -> Result<()> {
         .split_whitespace()
         .map(Into::into)
         .collect();
+    // Whether this build's tracer has ring buffer wakeup policies (`--wakeup`).
+    let ring_wakeup_flag = {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_arguments()
+            .any(|a| a.get_long() == Some("wakeup"))
+    };
     if !args.only_cmd {
         for &t in &transports {
             for &p in policies {
-                // Sampled wakeups: the perf watermark (a quarter of the 8-page default
-                // buffer). The ring buffer's policy comes from the tracer's own options.
+                // Per-record: the kernel's own rule (a wakeup whenever we had caught up);
+                // sampled: the tracer's adaptive ring wakeups where this build has them
+                // (`--wakeup`), the perf watermark (a quarter of the 8-page default ring).
                 let flags: Vec<String> = match (t, p) {
+                    (_, "per-record") if ring_wakeup_flag && t != BenchTransport::Perfbuf => {
+                        vec![
+                            format!("--{}", t.name()),
+                            "--wakeup".into(),
+                            "kernel".into(),
+                        ]
+                    }
                     (_, "per-record") => vec![format!("--{}", t.name())],
                     (BenchTransport::Perfbuf, _) => {
                         vec!["--perfbuf".into(), "--perf-watermark".into(), "8192".into()]
+                    }
+                    _ if ring_wakeup_flag => {
+                        vec![
+                            format!("--{}", t.name()),
+                            "--wakeup".into(),
+                            "adaptive".into(),
+                        ]
                     }
                     _ => {
                         eprintln!(
@@ -479,12 +510,27 @@ fn storm(args: &BenchArgs) -> Result<()> {
     }
     for cmd in &args.tracer_cmd {
         let argv: Vec<std::ffi::OsString> = cmd.split_whitespace().map(Into::into).collect();
+        // The label: the program's file name (past `stdbuf -oL`/`nice`) and its arguments.
+        let skip = argv
+            .iter()
+            .take_while(|a| matches!(a.to_str(), Some("stdbuf" | "-oL" | "nice")))
+            .count();
         let name = argv
             .iter()
-            .map(std::path::Path::new)
-            .find(|a| !matches!(a.to_str(), Some("stdbuf" | "-oL" | "nice")))
-            .and_then(|a| a.file_name())
-            .map_or_else(|| cmd.clone(), |n| n.to_string_lossy().into_owned());
+            .enumerate()
+            .map(|(i, a)| {
+                if i == skip {
+                    std::path::Path::new(a)
+                        .file_name()
+                        .unwrap_or(a)
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    a.to_string_lossy().into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         anyhow::ensure!(!argv.is_empty(), "--tracer-cmd is empty");
         opts.tracers.push(StormTracer {
             tracer: name,
@@ -542,7 +588,7 @@ fn inspect(
         }
     }
     for p in paths {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let bytes = rawsnoop::loader::object::read_object_file(p)?;
         emit(&p.display().to_string(), &bytes)?;
     }
     Ok(())
@@ -594,6 +640,25 @@ fn transport_options(cli: &Cli) -> Result<TransportOptions> {
     };
     opts.validate()?;
     Ok(opts)
+}
+
+/// The ring view and stats observer, if asked for.
+fn viewer(cli: &Cli) -> Result<Option<rawsnoop::view::Viewer>> {
+    use rawsnoop::view::{ShowFormat, ShowRing, Viewer};
+    let stats = match cli.stats {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => anyhow::bail!("--stats interval must be between 0 and 3600 seconds (got {s})"),
+    };
+    let show = cli.show_ring.then(|| {
+        let format = if cli.json {
+            ShowFormat::Json
+        } else {
+            ShowFormat::Text
+        };
+        ShowRing::new(format, Box::new(io::stderr()))
+    });
+    Ok((show.is_some() || stats.is_some()).then(|| Viewer::new(show, stats)))
 }
 
 fn report_lost(lost: Lost) {
@@ -649,8 +714,7 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
         ),
     };
     if let Some(path) = &cli.object {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        opts.object = Some(bytes);
+        opts.object = Some(rawsnoop::loader::object::read_object_file(path)?);
     }
     opts.uid = cli.uid;
     opts.btf = btf_source(&cli.btf);
@@ -734,11 +798,12 @@ fn trace(cli: &Cli) -> Result<()> {
         Format::Columns(cols) => cols.contains(&output::Column::Args),
     } || cli.line.is_some();
     let max_args = cli.max_args;
+    let mut viewer = viewer(cli)?;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
     let mut clock = Clock::new();
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
-        eprintln!("rawsnoop: warning: {w}");
+        eprintln!("rawsnoop: warning: {}", rawsnoop::escape::escape_str(w));
     }
     if cli.verbose {
         eprintln!(
@@ -783,43 +848,54 @@ fn trace(cli: &Cli) -> Result<()> {
         if let Some(d) = deadline {
             timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
-        let res = tracer.poll(
-            Some(timeout),
-            |e| {
-                if cli.count.is_some_and(|c| seen >= c) {
-                    return ControlFlow::Break(());
+        let mut lost_now = 0u64;
+        let on_lost = |l: Lost| {
+            lost_now += l.count();
+            report_lost(l)
+        };
+        let on_event = |e: rawsnoop::event::EventRef<'_>| {
+            if cli.count.is_some_and(|c| seen >= c) {
+                return ControlFlow::Break(());
+            }
+            if !output::execsnoop_match(&e, cli.name.as_deref(), cli.line.as_deref()) {
+                return ControlFlow::Continue(());
+            }
+            let ts = e.ts_ns();
+            match &format {
+                Format::Json => {
+                    let unix = clock.unix_ns(ts) as f64 / 1e9;
+                    batch.push_str(&output::json_line(unix, &e, max_args));
                 }
-                if !output::execsnoop_match(&e, cli.name.as_deref(), cli.line.as_deref()) {
-                    return ControlFlow::Continue(());
+                Format::Execsnoop(f) => {
+                    if e.kind() != rawsnoop::event::Kind::Exec {
+                        return ControlFlow::Continue(());
+                    }
+                    let since = clock.since_start(ts);
+                    let hms = clock.hms(ts).to_string();
+                    f.line(&mut batch, &e, &hms, since);
                 }
-                let ts = e.ts_ns();
-                match &format {
-                    Format::Json => {
-                        let unix = clock.unix_ns(ts) as f64 / 1e9;
-                        batch.push_str(&output::json_line(unix, &e, max_args));
-                    }
-                    Format::Execsnoop(f) => {
-                        if e.kind() != rawsnoop::event::Kind::Exec {
-                            return ControlFlow::Continue(());
-                        }
-                        let since = clock.since_start(ts);
-                        let hms = clock.hms(ts).to_string();
-                        f.line(&mut batch, &e, &hms, since);
-                    }
-                    Format::Columns(cols) => {
-                        let cx = output::LineContext {
-                            time: clock.hms(ts),
-                            max_args,
-                        };
-                        output::columns_line(&mut batch, cols, &e, &cx);
-                    }
+                Format::Columns(cols) => {
+                    let cx = output::LineContext {
+                        time: clock.hms(ts),
+                        max_args,
+                    };
+                    output::columns_line(&mut batch, cols, &e, &cx);
                 }
-                batch.push('\n');
-                seen += 1;
-                ControlFlow::Continue(())
-            },
-            report_lost,
-        );
+            }
+            batch.push('\n');
+            seen += 1;
+            ControlFlow::Continue(())
+        };
+        let res = match viewer.as_mut() {
+            Some(v) => tracer.poll_observed(Some(timeout), v, on_event, on_lost),
+            None => tracer.poll(Some(timeout), on_event, on_lost),
+        };
+        if let Some(v) = viewer.as_mut() {
+            v.add_lost(lost_now);
+            if let Some(line) = v.stats_due() {
+                eprintln!("{line}");
+            }
+        }
         match res {
             Ok(n) => busy = n > 0,
             // A signal interrupted epoll_wait: the loop condition decides.
@@ -843,21 +919,13 @@ fn trace(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-/// The error and its causes, skipping a cause whose text the message already contains
-/// (our typed errors often quote their source).
+/// The error and its causes, outermost first, joined by ": ". Every error prints only its own
+/// message and chains its source, so nothing repeats and nothing needs stripping.
 fn render(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    e.chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn main() -> ExitCode {
@@ -883,7 +951,10 @@ fn main() -> ExitCode {
                     rawsnoop::loader::load::LoadError::Verifier { log, .. },
                 )) = e.downcast_ref::<TracerError>()
                 {
-                    eprintln!("Full verifier log:\n{log}");
+                    eprintln!(
+                        "Full verifier log:\n{}",
+                        rawsnoop::escape::escape_lines(log)
+                    );
                 }
             }
             eprintln!("rawsnoop: error: {}", render(&e));

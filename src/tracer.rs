@@ -148,6 +148,15 @@ pub enum Lost {
     Bpf { count: u64 },
 }
 
+impl Lost {
+    /// How many records this notice stands for.
+    pub fn count(&self) -> u64 {
+        match *self {
+            Lost::PerfRing { count, .. } | Lost::Bpf { count } => count,
+        }
+    }
+}
+
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
     // Field order is drop order: detach first, then the consumer, then the maps.

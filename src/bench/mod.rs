@@ -201,6 +201,18 @@ pub enum BenchError {
         #[source]
         source: ConsumerError,
     },
+    #[error("bench: storm: starting the tracer `{cmd}`")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bench: storm: the tracer `{cmd}` {what}; its stderr: {stderr}")]
+    Tracer {
+        cmd: String,
+        what: &'static str,
+        stderr: String,
+    },
     #[error("bench ({0}): the consumer thread panicked")]
     ConsumerPanicked(&'static str),
 }

@@ -205,6 +205,17 @@ pub fn verdict(all: &[BenchResult]) -> String {
             s.consumer_ns_per_record(),
             records_per_wakeup(s).map_or("no wakeups".into(), |w| format!("{w:.0} records/wakeup")),
         );
+        if let (Some(wp), Some(ws)) = (records_per_wakeup(p), records_per_wakeup(s)) {
+            if wp >= ws {
+                let _ = writeln!(
+                    out,
+                    ": the per-record policy already woke us only every {wp:.0} records (the \
+                     kernel wakes a consumer that has caught up, and this one rarely had), so \
+                     there is no wakeup cost to tell apart here."
+                );
+                continue;
+            }
+        }
         match wakeup_cost(p, s) {
             Some((wake, base)) => {
                 let _ = writeln!(
@@ -254,9 +265,15 @@ fn ms(d: std::time::Duration) -> f64 {
 /// The storm results as a table, one row per tracer run.
 pub fn format_storm_table(results: &[StormResult]) -> String {
     let mut out = String::new();
+    let w = results
+        .iter()
+        .map(|r| r.tracer.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let _ = writeln!(
         out,
-        "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10} {:>9} {:>8} {:>22} {:>22} {:>9}",
+        "{:<w$} {:<16} {:<11} {:>7} {:>9} {:>10} {:>9} {:>8} {:>22} {:>22} {:>9}",
         "tracer",
         "transport",
         "wakeup",
@@ -273,8 +290,8 @@ pub fn format_storm_table(results: &[StormResult]) -> String {
         let lat = |p: &Percentiles| format!("{:.1}/{:.1}/{:.1}", ms(p.p50), ms(p.p95), ms(p.p99));
         let _ = writeln!(
             out,
-            "{:<10} {:<16} {:<11} {:>7} {:>9} {:>10.0} {:>9.1} {:>8.3} {:>22} {:>22} {:>9.1}",
-            r.tracer,
+            "{:<w$} {:<16} {:<11} {:>7} {:>9} {:>10.0} {:>9.1} {:>8.3} {:>22} {:>22} {:>9.1}",
+            crate::output::escape(r.tracer.as_bytes()),
             r.transport,
             r.wakeup,
             r.execs,
@@ -286,6 +303,41 @@ pub fn format_storm_table(results: &[StormResult]) -> String {
             lat(&r.sparse_latency),
             ms(r.startup)
         );
+    }
+    for r in results.iter().filter(|r| r.storm_kernel_latency.count > 0) {
+        let p = (&r.storm_kernel_latency, &r.sparse_kernel_latency);
+        let _ = writeln!(
+            out,
+            "{}: kernel timestamp to line read, p50/95/99 ms: storm {:.1}/{:.1}/{:.1}, sparse \
+             {:.1}/{:.1}/{:.1}",
+            crate::output::escape(r.tracer.as_bytes()),
+            ms(p.0.p50),
+            ms(p.0.p95),
+            ms(p.0.p99),
+            ms(p.1.p50),
+            ms(p.1.p95),
+            ms(p.1.p99)
+        );
+    }
+    out
+}
+
+/// Kernel-timestamp latencies (only when the tracer printed its events' timestamps).
+fn kernel_latency_keys(r: &StormResult) -> String {
+    let mut out = String::new();
+    for (name, p) in [
+        ("kernel_latency", &r.storm_kernel_latency),
+        ("sparse_kernel_latency", &r.sparse_kernel_latency),
+    ] {
+        if p.count > 0 {
+            let _ = write!(
+                out,
+                ",\"{name}_p50_ms\":{},\"{name}_p95_ms\":{},\"{name}_p99_ms\":{}",
+                json_num(ms(p.p50)),
+                json_num(ms(p.p95)),
+                json_num(ms(p.p99))
+            );
+        }
     }
     out
 }
@@ -301,7 +353,7 @@ pub fn format_storm_json_lines(results: &[StormResult]) -> String {
              \"ticks_per_20k_execs\":{},\"total_ticks\":{},\"wakeups_per_event\":{},\
              \"latency_p50_ms\":{},\"latency_p95_ms\":{},\"latency_p99_ms\":{},\
              \"sparse_execs\":{},\"sparse_captured\":{},\"sparse_p50_ms\":{},\"sparse_p95_ms\":{},\
-             \"sparse_p99_ms\":{},\"startup_ms\":{},\"storm_s\":{}}}",
+             \"sparse_p99_ms\":{},\"startup_ms\":{},\"storm_s\":{}{}}}",
             json_string(&r.tracer),
             json_string(&r.transport),
             json_string(&r.wakeup),
@@ -323,6 +375,7 @@ pub fn format_storm_json_lines(results: &[StormResult]) -> String {
             json_num(ms(r.sparse_latency.p99)),
             json_num(ms(r.startup)),
             json_num(r.storm_time.as_secs_f64()),
+            kernel_latency_keys(r),
         );
     }
     out
@@ -377,6 +430,67 @@ mod tests {
         );
         assert!(lines[1].starts_with("{\"transport\":\"perfbuf\","));
         assert!(lines[1].contains("\"consumer_ns_per_record\":300.000000"));
+    }
+
+    #[test]
+    fn verdict_derives_the_wakeup_cost_and_the_perf_cause_from_the_numbers() {
+        use super::super::BenchWakeup;
+        let mk = |t, wakeup, consumed: u64, cpu_ms: u64, wakeups: u64| BenchResult {
+            wakeup,
+            wakeups,
+            ..result(t, consumed, cpu_ms, 0)
+        };
+        let sampled = BenchWakeup::Sampled {
+            threshold_bytes: 1 << 18,
+        };
+        // perf: 1 record per wakeup at 1000 ns, 1000 per wakeup at 10 ns -> ~990 ns a wakeup.
+        // ringbuf: 10 ns either way, woken every 1000 records in both.
+        let rs = [
+            mk(
+                Transport::Perfbuf,
+                BenchWakeup::PerRecord,
+                1_000_000,
+                1000,
+                1_000_000,
+            ),
+            mk(Transport::Perfbuf, sampled, 1_000_000, 10, 1000),
+            mk(
+                Transport::RingbufReserve,
+                BenchWakeup::PerRecord,
+                1_000_000,
+                10,
+                1000,
+            ),
+            mk(Transport::RingbufReserve, sampled, 1_000_000, 10, 1000),
+        ];
+        let v = verdict(&rs);
+        assert!(
+            v.contains("perfbuf: per-record wakeups 1000.0 ns/record"),
+            "{v}"
+        );
+        assert!(
+            v.contains("a wakeup costs the consumer about 1.0 us"),
+            "{v}"
+        );
+        assert!(v.contains("no wakeup cost to tell apart"), "{v}");
+        assert!(
+            v.contains("100.00x the ns/record with per-record wakeups, 1.00x with sampled"),
+            "{v}"
+        );
+        assert!(v.contains("perf's extra cost is its wakeups"), "{v}");
+        // Same numbers but a perf walk twice as dear even with few wakeups: the walk is blamed.
+        let mut rs2 = rs.clone();
+        rs2[1].consumer_cpu = Duration::from_millis(20);
+        assert!(verdict(&rs2).contains("perf's walk costs more per record"));
+        // Drain: nobody slept, so nothing is said about wakeups.
+        let drain: Vec<BenchResult> = rs
+            .iter()
+            .map(|r| BenchResult {
+                wakeups: 0,
+                ..r.clone()
+            })
+            .collect();
+        assert!(verdict(&drain).contains("never slept"));
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct StormResult {
     pub sparse_latency: Percentiles,
     pub sparse_execs: u64,
     pub sparse_captured: u64,
+    /// Event's kernel timestamp to line read, where the tracer prints the timestamp
+    /// (rawsnoop `--json`: `ktime_ns`); empty otherwise.
+    pub storm_kernel_latency: Percentiles,
+    pub sparse_kernel_latency: Percentiles,
 }
 
 impl StormResult {
@@ -299,9 +303,36 @@ fn digit_runs(line: &str) -> impl Iterator<Item = u32> + '_ {
         .filter_map(|s| s.parse().ok())
 }
 
-/// Lines naming the probe, with the time each was read.
+/// The event's kernel timestamp where the line carries one (rawsnoop's JSON `ktime_ns`,
+/// from `bpf_ktime_get_ns()`: CLOCK_MONOTONIC).
+fn ktime_ns(line: &str) -> Option<u64> {
+    json_u64(line, "ktime_ns")
+}
+
+/// The unsigned integer value of `"key":` in a JSON line.
+fn json_u64(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: &str = &line[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live, writable local we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Lines naming the probe, with the time each was read and, where the line has the event's
+/// kernel timestamp, the time from that to the read.
 struct Lines {
-    rx: mpsc::Receiver<(Instant, String)>,
+    rx: mpsc::Receiver<(Instant, Option<Duration>, String)>,
 }
 
 impl Lines {
@@ -322,7 +353,13 @@ impl Lines {
                 }
                 let now = Instant::now();
                 let line = String::from_utf8_lossy(&buf);
-                if line.contains(&marker) && tx.send((now, line.into_owned())).is_err() {
+                if !line.contains(&marker) {
+                    continue;
+                }
+                let klat = ktime_ns(&line)
+                    .and_then(|k| monotonic_ns().checked_sub(k))
+                    .map(Duration::from_nanos);
+                if tx.send((now, klat, line.into_owned())).is_err() {
                     break;
                 }
             }
@@ -337,27 +374,41 @@ impl Lines {
 struct Matcher {
     spawned: HashMap<u32, Instant>,
     seen: HashMap<u32, Instant>,
-    unmatched: Vec<(Instant, String)>,
+    /// Kernel timestamp to line read, for lines that carry one.
+    kernel: HashMap<u32, Duration>,
+    unmatched: Vec<(Instant, Option<Duration>, String)>,
 }
 
 impl Matcher {
-    fn line(&mut self, at: Instant, line: String) -> bool {
-        for pid in digit_runs(&line) {
+    fn line(&mut self, at: Instant, klat: Option<Duration>, line: String) -> bool {
+        // A JSON line's "pid" first, then every digit run.
+        let json_pid = json_u64(&line, "pid").and_then(|p| u32::try_from(p).ok());
+        for pid in json_pid.into_iter().chain(digit_runs(&line)) {
             if self.spawned.contains_key(&pid) && !self.seen.contains_key(&pid) {
                 self.seen.insert(pid, at);
+                if let Some(k) = klat {
+                    self.kernel.insert(pid, k);
+                }
                 return true;
             }
         }
         // The line may come before the spawner recorded the pid: try again later.
-        self.unmatched.push((at, line));
+        self.unmatched.push((at, klat, line));
         false
     }
 
     fn add_spawned(&mut self, pids: impl IntoIterator<Item = (u32, Instant)>) {
         self.spawned.extend(pids);
-        for (at, line) in std::mem::take(&mut self.unmatched) {
-            self.line(at, line);
+        for (at, klat, line) in std::mem::take(&mut self.unmatched) {
+            self.line(at, klat, line);
         }
+    }
+
+    /// Kernel timestamp to line read, for the given pids' lines that carried one.
+    fn kernel_latencies(&self, pids: &[(u32, Instant)]) -> Vec<Duration> {
+        pids.iter()
+            .filter_map(|(pid, _)| self.kernel.get(pid).copied())
+            .collect()
     }
 
     fn latencies(&self, pids: &[(u32, Instant)]) -> (u64, Vec<Duration>) {
@@ -373,12 +424,26 @@ impl Matcher {
     }
 }
 
-fn stderr_of(child: &mut Child) -> String {
-    let mut s = String::new();
+/// Reads the tracer's stderr on a thread (so a chatty tracer never blocks on a full pipe),
+/// keeping the last 4 KiB for error messages.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
+    let keep = Arc::new(Mutex::new(Vec::new()));
     if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut s);
+        let k = keep.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut v = k.lock().unwrap_or_else(|e| e.into_inner());
+                v.extend_from_slice(&buf[..n]);
+                let excess = v.len().saturating_sub(4096);
+                v.drain(..excess);
+            }
+        });
     }
-    crate::output::escape(s.trim().as_bytes())
+    keep
 }
 
 /// SIGINT to the tracer, then its whole-life CPU ticks from wait4 (it is reaped here).
@@ -436,23 +501,41 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(io("starting the tracer"))?;
+        .map_err(|source| BenchError::Spawn {
+            cmd: crate::output::escape(t.argv_display().as_bytes()),
+            source,
+        })?;
     let lines = Lines::spawn(&mut child, probe.marker.clone())?;
     let mut m = Matcher::default();
-    let tracer_died = |child: &mut Child, what: &str| {
-        let err = stderr_of(child);
+    let stderr = collect_stderr(&mut child);
+    let tracer_died = |child: &mut Child, what: &'static str| {
         let _ = child.kill();
         let _ = child.wait();
-        BenchError::Options(format!(
-            "storm: the tracer `{}` {what}: {err}",
-            crate::output::escape(t.argv_display().as_bytes())
-        ))
+        // Give the stderr reader a moment to see the end of the pipe.
+        std::thread::sleep(Duration::from_millis(50));
+        let err = {
+            let v = stderr.lock().unwrap_or_else(|e| e.into_inner());
+            crate::output::escape(String::from_utf8_lossy(&v).trim().as_bytes())
+        };
+        BenchError::Tracer {
+            cmd: crate::output::escape(t.argv_display().as_bytes()),
+            what,
+            stderr: if err.is_empty() {
+                "(empty)".into()
+            } else {
+                err
+            },
+        }
     };
 
     // 1. Start-up: probe every 2 ms until a line names one of them.
     let startup = loop {
         if launched.elapsed() > opts.startup_timeout {
-            return Err(tracer_died(&mut child, "printed no probe exec in time"));
+            return Err(tracer_died(
+                &mut child,
+                "printed no line naming an exec'd probe within the start-up timeout (it must \
+                 print each exec's pid and program name, one line each, to stdout)",
+            ));
         }
         if let Ok(Some(_)) = child.try_wait() {
             return Err(tracer_died(&mut child, "exited early"));
@@ -460,8 +543,8 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
         let p = probe.exec()?;
         m.add_spawned([p]);
         let mut first = None;
-        while let Ok((at, line)) = lines.rx.try_recv() {
-            if m.line(at, line) && first.is_none() {
+        while let Ok((at, klat, line)) = lines.rx.try_recv() {
+            if m.line(at, klat, line) && first.is_none() {
                 first = Some(at);
             }
         }
@@ -472,8 +555,8 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
     };
     // Let the warm-up lines settle.
     std::thread::sleep(Duration::from_millis(100));
-    while let Ok((at, line)) = lines.rx.try_recv() {
-        m.line(at, line);
+    while let Ok((at, klat, line)) = lines.rx.try_recv() {
+        m.line(at, klat, line);
     }
 
     // 2. The storm.
@@ -518,8 +601,8 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
             .count();
     while m.seen.len() < want {
         match lines.rx.recv_timeout(Duration::from_secs(1)) {
-            Ok((at, line)) => {
-                if m.line(at, line) {
+            Ok((at, klat, line)) => {
+                if m.line(at, klat, line) {
                     last = at;
                 }
             }
@@ -535,15 +618,15 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
         let p = probe.exec()?;
         m.add_spawned([p]);
         sparse.push(p);
-        while let Ok((at, line)) = lines.rx.try_recv() {
-            m.line(at, line);
+        while let Ok((at, klat, line)) = lines.rx.try_recv() {
+            m.line(at, klat, line);
         }
     }
     // Stop, then read what is left (a tracer that buffers its stdout writes it at exit).
     std::thread::sleep(Duration::from_millis(200));
     let total_ticks = stop(&mut child);
-    while let Ok((at, line)) = lines.rx.recv_timeout(Duration::from_secs(2)) {
-        m.line(at, line);
+    while let Ok((at, klat, line)) = lines.rx.recv_timeout(Duration::from_secs(2)) {
+        m.line(at, klat, line);
     }
     let (captured, storm_lat) = m.latencies(&spawned);
     let (sparse_captured, sparse_lat) = m.latencies(&sparse);
@@ -563,6 +646,8 @@ fn run_one(probe: &Probe, t: &StormTracer, opts: &StormOptions) -> Result<StormR
         sparse_latency: Percentiles::of(sparse_lat),
         sparse_execs: sparse.len() as u64,
         sparse_captured,
+        storm_kernel_latency: Percentiles::of(m.kernel_latencies(&spawned)),
+        sparse_kernel_latency: Percentiles::of(m.kernel_latencies(&sparse)),
     })
 }
 
@@ -599,16 +684,33 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Matcher::default();
         // A line can arrive before the spawner knows the pid.
-        assert!(!m.line(t0, "12:00:01 EXEC  4242 rsst1 /tmp/rsst1".into()));
+        assert!(!m.line(t0, None, "12:00:01 EXEC  4242 rsst1 /tmp/rsst1".into()));
         m.add_spawned([(4242, t0), (77, t0)]);
         assert!(m.seen.contains_key(&4242));
         // Timestamps' digit runs (12, 00, 01) are not our pids; JSON works too.
-        assert!(m.line(t0, "{\"time\":12.5,\"pid\":77,\"comm\":\"rsst1\"}".into()));
+        assert!(m.line(
+            t0,
+            Some(Duration::from_millis(3)),
+            "{\"time\":4242.5,\"pid\":77,\"comm\":\"rsst1\"}".into()
+        ));
         // A pid is counted once.
-        assert!(!m.line(t0, "EXEC 77 rsst1".into()));
+        assert!(!m.line(t0, None, "EXEC 77 rsst1".into()));
         let (n, lat) = m.latencies(&[(4242, t0), (77, t0), (5, t0)]);
         assert_eq!(n, 2);
         assert_eq!(lat.len(), 2);
+        assert_eq!(
+            m.kernel_latencies(&[(4242, t0), (77, t0)]),
+            vec![Duration::from_millis(3)]
+        );
+    }
+
+    #[test]
+    fn json_numbers_and_kernel_timestamps() {
+        let l = "{\"time\":1.5,\"pid\":123,\"comm\":\"x\",\"ktime_ns\":2024880167768}";
+        assert_eq!(json_u64(l, "pid"), Some(123));
+        assert_eq!(ktime_ns(l), Some(2024880167768));
+        assert_eq!(ktime_ns("EXEC 5 rsst"), None);
+        assert!(monotonic_ns() > 0);
     }
 
     #[test]

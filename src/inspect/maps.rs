@@ -7,7 +7,10 @@
 //! sizes come from the program's own instructions (the constant loaded into the size argument
 //! just before the call).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+
+use crate::escape::escape_name as esc;
 
 use crate::loader::spec::{Insn, MapSpec, ObjectSpec, ProgramSpec, RelocKind};
 use crate::sys::uapi::{BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_RINGBUF};
@@ -57,15 +60,20 @@ fn const_in(insns: &[Insn], at: usize, reg: u8) -> Option<i64> {
 }
 
 /// The map whose address was loaded into `reg` before `at`.
-fn map_in<'a>(spec: &'a ObjectSpec, p: &ProgramSpec, at: usize, reg: u8) -> Option<&'a MapSpec> {
+fn map_in<'a>(
+    spec: &'a ObjectSpec,
+    p: &ProgramSpec,
+    relocs: &HashMap<usize, RelocKind>,
+    at: usize,
+    reg: u8,
+) -> Option<&'a MapSpec> {
     for idx in (at.saturating_sub(32)..at).rev() {
         let i = &p.insns[idx];
         if i.dst() == reg && matches!(i.code & 0x07, 0x00 | 0x01 | 0x04 | 0x07) {
-            let r = p.relocs.iter().find(|r| r.insn == idx)?;
-            let map = match r.kind {
+            let map = match relocs.get(&idx)? {
                 RelocKind::Map { map } | RelocKind::MapValue { map, .. } => map,
             };
-            return spec.maps.get(map);
+            return spec.maps.get(*map);
         }
     }
     None
@@ -74,6 +82,7 @@ fn map_in<'a>(spec: &'a ObjectSpec, p: &ProgramSpec, at: usize, reg: u8) -> Opti
 fn call_sites(spec: &ObjectSpec) -> Vec<CallSite<'_>> {
     let mut out = Vec::new();
     for p in &spec.programs {
+        let relocs: HashMap<usize, RelocKind> = p.relocs.iter().map(|r| (r.insn, r.kind)).collect();
         for (idx, i) in p.insns.iter().enumerate() {
             // (helper, register holding the map, register holding the size)
             let (helper, map_reg, size_reg) = match i {
@@ -89,7 +98,7 @@ fn call_sites(spec: &ObjectSpec) -> Vec<CallSite<'_>> {
                 insn: idx,
                 helper,
                 map: (map_reg != 0)
-                    .then(|| map_in(spec, p, idx, map_reg))
+                    .then(|| map_in(spec, p, &relocs, idx, map_reg))
                     .flatten(),
                 size: size_reg.and_then(|r| const_in(&p.insns, idx, r)),
             });
@@ -104,8 +113,32 @@ fn round8(n: u64) -> u64 {
 
 /// Appends the "ring buffers and perf buffers, explained" section (nothing when the object
 /// has neither and makes no ring buffer call).
+#[cfg(test)]
 pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
+    teach_within(out, spec, page, cpus, usize::MAX);
+}
+
+/// Whether `out` is past `limit`; writes the marker the first time.
+fn spent(out: &mut String, limit: usize) -> bool {
+    if out.len() <= limit {
+        return false;
+    }
+    if !out.ends_with("(cut: output budget spent)\n") {
+        let _ = writeln!(out, "    ... (cut: output budget spent)");
+    }
+    true
+}
+
+/// [`teach`], stopping with a marker once `out` is longer than `limit` bytes (inspect's
+/// output budget: one line per call site of every linked copy adds up).
+pub fn teach_within(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64, limit: usize) {
     let sites = call_sites(spec);
+    let mut by_map: HashMap<&str, Vec<&CallSite>> = HashMap::new();
+    for s in &sites {
+        if let Some(m) = s.map {
+            by_map.entry(m.name.as_str()).or_default().push(s);
+        }
+    }
     let rings: Vec<&MapSpec> = spec
         .maps
         .iter()
@@ -124,13 +157,17 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
         "\nring buffers and perf buffers, explained (page size {page} on this machine):"
     );
     for m in rings {
-        let writers: Vec<&CallSite> = sites
-            .iter()
-            .filter(|s| s.map.is_some_and(|sm| sm.name == m.name))
-            .collect();
+        if spent(out, limit) {
+            return;
+        }
+        let writers = by_map.get(m.name.as_str()).map_or(&[][..], Vec::as_slice);
         if m.map_type == BPF_MAP_TYPE_RINGBUF {
             let s = u64::from(m.max_entries);
-            let _ = writeln!(out, "  {}: BPF_MAP_TYPE_RINGBUF, {s} data bytes", m.name);
+            let _ = writeln!(
+                out,
+                "  {}: BPF_MAP_TYPE_RINGBUF, {s} data bytes",
+                esc(&m.name)
+            );
             let _ = writeln!(
                 out,
                 "    mmap layout: offset 0: the consumer page ({page} B, the only one mapped \
@@ -151,6 +188,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                 continue;
             }
             for w in writers {
+                if spent(out, limit) {
+                    return;
+                }
                 let name = if w.helper == HELPER_RINGBUF_RESERVE {
                     "bpf_ringbuf_reserve"
                 } else {
@@ -165,9 +205,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                              {n}, rounded up to 8 = {slot} bytes; {} fit before the kernel \
                              refuses one (the producer may get at most {} bytes ahead of the \
                              consumer).",
-                            w.prog.name,
+                            esc(&w.prog.name),
                             w.insn,
-                            m.name,
+                            esc(&m.name),
                             (s - 1) / slot,
                             s - 1
                         );
@@ -177,7 +217,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                             out,
                             "    {} insn {}: {name}(&{}, size not a constant here): each record \
                              takes 8 + size rounded up to 8.",
-                            w.prog.name, w.insn, m.name
+                            esc(&w.prog.name),
+                            w.insn,
+                            esc(&m.name)
                         );
                     }
                 }
@@ -187,7 +229,7 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                 out,
                 "  {}: BPF_MAP_TYPE_PERF_EVENT_ARRAY, one slot per CPU ({}): user space opens a \
                  perf event per CPU and stores its fd at key = cpu.",
-                m.name,
+                esc(&m.name),
                 if m.max_entries == 0 {
                     format!("max_entries 0 = the possible CPUs, {cpus} here")
                 } else {
@@ -204,6 +246,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                 per_cpu * cpus
             );
             for w in writers {
+                if spent(out, limit) {
+                    return;
+                }
                 if let Some(n) = w.size.filter(|n| *n >= 0) {
                     let rec = 8 + round8(4 + n as u64);
                     let _ = writeln!(
@@ -212,9 +257,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                          record of 8 (header) + 4 (raw size) + {n}, padded to 8 = {rec} bytes; \
                          {} fit in one CPU's {} data bytes. A full ring drops the sample and \
                          the kernel later writes a LOST record with the count.",
-                        w.prog.name,
+                        esc(&w.prog.name),
                         w.insn,
-                        m.name,
+                        esc(&m.name),
                         DEFAULT_PERF_PAGES * page / rec,
                         DEFAULT_PERF_PAGES * page
                     );
@@ -235,6 +280,9 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
         let _ = writeln!(out, "  the verifier's reference rule, at each call site:");
     }
     for s in refs {
+        if spent(out, limit) {
+            return;
+        }
         let note = match s.helper {
             HELPER_RINGBUF_RESERVE => {
                 "bpf_ringbuf_reserve returns a pointer into the ring or NULL. The verifier types \
@@ -254,7 +302,7 @@ pub fn teach(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64) {
                  release of that path."
             }
         };
-        let _ = writeln!(out, "    {} insn {}: {note}", s.prog.name, s.insn);
+        let _ = writeln!(out, "    {} insn {}: {note}", esc(&s.prog.name), s.insn);
     }
 }
 

@@ -22,8 +22,9 @@ pub enum AttachError {
     #[error("cannot use tracefs")]
     Tracefs(#[source] io::Error),
     #[error(
-        "tracepoint {}/{} does not exist on this kernel ({path}); check `ls {events}` or pick \
-         another tracepoint", escape_str(.category), escape_str(.name)
+        "tracepoint {}/{} does not exist on this kernel ({}); check `ls {}` or pick \
+         another tracepoint", escape_str(.category), escape_str(.name), escape_str(.path),
+        escape_str(.events)
     )]
     NoTracepoint {
         category: String,
@@ -33,8 +34,8 @@ pub enum AttachError {
         source: io::Error,
     },
     #[error(
-        "tracepoint {}/{}: this process may not read {path}: run as root, or let this user \
-         read tracefs", escape_str(.category), escape_str(.name)
+        "tracepoint {}/{}: this process may not read {}: run as root, or let this user \
+         read tracefs", escape_str(.category), escape_str(.name), escape_str(.path)
     )]
     TracepointDenied {
         category: String,
@@ -50,8 +51,8 @@ pub enum AttachError {
     #[error(
         "the kernel refused to attach '{}' to tracepoint {} (EACCES): the program reads its \
          context past the end of the tracepoint's record; its fields and their offsets are in \
-         {format}: fix the context struct the program reads",
-        escape_str(.program), escape_str(.target)
+         {}: fix the context struct the program reads",
+        escape_str(.program), escape_str(.target), escape_str(.format)
     )]
     CtxPastRecord {
         program: String,

@@ -65,6 +65,8 @@ pub(crate) struct ElfObject<'a> {
     pub symbols: Vec<Symbol>,
     /// Target section index -> (name of the relocation section, entries).
     pub rels: HashMap<usize, (String, Vec<RelEntry>)>,
+    /// Section index -> indices into `symbols` of the symbols [`ElfObject::symbols_in`] yields.
+    by_section: HashMap<usize, Vec<usize>>,
 }
 
 fn bad(what: &str) -> impl FnOnce(object::read::Error) -> ParseError + '_ {
@@ -222,10 +224,20 @@ impl<'a> ElfObject<'a> {
             }
             rels.insert(target, (sec_name, list));
         }
+        let mut by_section: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, s) in symbols.iter().enumerate() {
+            if let Some(sec) = s
+                .section
+                .filter(|_| !s.is_section() && s.kind != E::STT_FILE)
+            {
+                by_section.entry(sec).or_default().push(i);
+            }
+        }
         Ok(ElfObject {
             sections,
             symbols,
             rels,
+            by_section,
         })
     }
 
@@ -242,9 +254,11 @@ impl<'a> ElfObject<'a> {
 
     /// Symbols defined in section `index`, excluding the section symbol itself.
     pub fn symbols_in(&self, index: usize) -> impl Iterator<Item = &Symbol> {
-        self.symbols
-            .iter()
-            .filter(move |s| s.section == Some(index) && !s.is_section() && s.kind != E::STT_FILE)
+        self.by_section
+            .get(&index)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.symbols.get(i))
     }
 }
 

@@ -5,6 +5,7 @@
 //! subprograms into each program that calls them, converts `.BTF.ext` func/line info to instruction
 //! units of the final stream and records the map relocations that `load.rs` applies once map fds exist.
 
+use crate::escape::escape_name as esc;
 use crate::loader::btf::{Btf, CoreRelo, FuncInfo, LineInfo};
 
 pub use crate::sys::uapi::{
@@ -288,36 +289,36 @@ pub enum ParseError {
     WrongEndian { found: String },
     #[error("ELF machine is {found} ({machine}), expected EM_BPF (247); this is not a BPF object: compile with `clang -target bpf`")]
     WrongMachine { machine: u16, found: String },
-    #[error("malformed ELF: {what}; the object file is truncated or corrupt, rebuild it")]
+    #[error("malformed ELF: {}; the object file is truncated or corrupt, rebuild it", esc(.what))]
     Malformed { what: String },
-    #[error("section `{section}`: {what}")]
+    #[error("section `{}`: {}", esc(.section), esc(.what))]
     Section { section: String, what: String },
-    #[error("symbol `{symbol}` (section `{section}`): {what}")]
+    #[error("symbol `{}` (section `{}`): {}", esc(.symbol), esc(.section), esc(.what))]
     Symbol {
         symbol: String,
         section: String,
         what: String,
     },
-    #[error("relocation in `{section}` at offset {offset:#x} (symbol `{symbol}`): {what}")]
+    #[error("relocation in `{}` at offset {offset:#x} (symbol `{}`): {}", esc(.section), esc(.symbol), esc(.what))]
     Reloc {
         section: String,
         offset: u64,
         symbol: String,
         what: String,
     },
-    #[error("map `{map}` (section `{section}`): {what}")]
+    #[error("map `{}` (section `{}`): {}", esc(.map), esc(.section), esc(.what))]
     Map {
         map: String,
         section: String,
         what: String,
     },
-    #[error("program `{program}` (section `{section}`): {what}")]
+    #[error("program `{}` (section `{}`): {}", esc(.program), esc(.section), esc(.what))]
     Program {
         program: String,
         section: String,
         what: String,
     },
-    #[error("BTF is required for {what} but unusable: {reason}; compile with `-g` and a clang that emits BTF")]
+    #[error("BTF is required for {} but unusable: {}; compile with `-g` and a clang that emits BTF", esc(.what), esc(.reason))]
     BtfRequired { what: String, reason: String },
 }
 

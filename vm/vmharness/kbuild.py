@@ -164,9 +164,30 @@ def fetch_source(cache, series, suites, offline=False, refresh=False):
 # ---------------------------------------------------------------- config
 
 
-def read_fragment():
+# Before 6.2 the BPF JIT and kprobes depend on CONFIG_MODULES: such trees get it on top of
+# the fragment (nothing is built as a module: allnoconfig leaves every tristate off).
+NEEDS_MODULES = (("kernel/bpf/Kconfig", "BPF_JIT"), ("arch/Kconfig", "KPROBES"))
+
+
+def needs_modules(tree):
+    for path, sym in NEEDS_MODULES:
+        try:
+            with open(os.path.join(tree, path), encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        m = re.search(rf"^config {sym}\n(.*?)(?=^\S)", text, re.M | re.S)
+        if m and re.search(r"^\s*depends on MODULES\b", m.group(1), re.M):
+            return True
+    return False
+
+
+def read_fragment(tree=None):
     with open(KCONFIG_FRAGMENT, encoding="utf-8") as f:
-        return f.read()
+        text = f.read()
+    if tree is not None and needs_modules(tree):
+        text += "# this tree's BPF JIT / kprobes depend on modules (before 6.2)\nCONFIG_MODULES=y\n"
+    return text
 
 
 def wanted_lines(fragment):
@@ -176,9 +197,14 @@ def wanted_lines(fragment):
 def make_config(tree, out=None):
     """Runs allnoconfig with the fragment in `tree` (or into O=`out`); returns the .config
     path. Raises BuildError naming every fragment line Kconfig dropped."""
-    cmd = ["make", "-s", "allnoconfig", f"KCONFIG_ALLCONFIG={KCONFIG_FRAGMENT}"]
+    frag = read_fragment(tree)
     if out:
         os.makedirs(out, exist_ok=True)
+    allconfig = os.path.join(out or tree, ".rawsnoop-kconfig")
+    with open(allconfig, "w", encoding="utf-8") as f:
+        f.write(frag)
+    cmd = ["make", "-s", "allnoconfig", f"KCONFIG_ALLCONFIG={allconfig}"]
+    if out:
         cmd.append(f"O={out}")
     r = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
     if r.returncode != 0:
@@ -186,7 +212,7 @@ def make_config(tree, out=None):
     config = os.path.join(out or tree, ".config")
     with open(config, encoding="utf-8") as f:
         have = set(ln.strip() for ln in f)
-    dropped = [w for w in wanted_lines(read_fragment()) if w not in have]
+    dropped = [w for w in wanted_lines(frag) if w not in have]
     if dropped:
         raise BuildError(f"Kconfig dropped {len(dropped)} line(s) of {KCONFIG_FRAGMENT} in {tree} "
                          f"(a dependency is off or the option is gone): {' '.join(dropped)}")
@@ -264,17 +290,17 @@ class Built:
         self.patches = patches
 
 
-def plan(cache, ident, name, patches):
+def plan(cache, tree, ident, name, patches):
     """(base dir, patched dir or None) for this tree identity, config and patches."""
-    frag = read_fragment()
+    frag = read_fragment(tree)
     base = os.path.join(cache, "kbuild", f"{_safe(name)}-{_sha(ident, KCONFIG_METHOD, frag)}")
     if not patches:
         return base, None
     return base, base + "+" + _sha(*[p.data for p in patches])
 
 
-def is_built(cache, ident, name, patches):
-    base, patched = plan(cache, ident, name, patches)
+def is_built(cache, tree, ident, name, patches):
+    base, patched = plan(cache, tree, ident, name, patches)
     return _stamp(base) is not None and (patched is None or _stamp(patched) is not None)
 
 
@@ -285,7 +311,7 @@ def ensure_build(cache, tree, ident, name, patches, jobs, nice, copy_tree):
     copy_tree: False when the tree is immutable (Debian's source in the cache): copied once;
     True for a user's tree: synced with rsync every time, and rebuilt when anything changed.
     """
-    base, patched = plan(cache, ident, name, patches)
+    base, patched = plan(cache, tree, ident, name, patches)
     os.makedirs(os.path.dirname(base), exist_ok=True)
     logs = os.path.join(cache, "kbuild", "logs")
     os.makedirs(logs, exist_ok=True)

@@ -8,7 +8,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vmharness import fetch, results  # noqa: E402
+from vmharness import fetch, kbuild, results  # noqa: E402
 
 LIBTEST = """
 running 4 tests
@@ -165,6 +165,58 @@ class KernelListTests(unittest.TestCase):
     def test_literal_prefix(self):
         self.assertEqual(fetch.literal_prefix(r"linux-image-5\.10\.0-\d+-amd64"), "linux-image-5.10.0-")
         self.assertEqual(fetch.literal_prefix(r"linux-image-7\.3(\.\d+)?-amd64"), "linux-image-7.3")
+
+
+    def test_failure_message_is_kept(self):
+        outs, _ = results.parse_binary("b", LIBTEST, 101, {"ringbuf", "perf_link"}, "6.12.1")
+        self.assertEqual(by_name(outs)["loader_parses"].message, "boom")
+
+    def test_expected_red_must_match_exactly(self):
+        def kr(failed, passed=(), expect=None):
+            k = results.KernelResult("p", release="6.12.117")
+            k.tests = [results.TestOutcome("cs", n, "failed") for n in failed]
+            k.tests += [results.TestOutcome("cs", n, "passed") for n in passed]
+            k.expect_red = expect
+            return k
+        exact = kr(["ringbuf_a", "ringbuf_b"], ["perfbuf_c"], ["cs::ringbuf_*"])
+        self.assertTrue(exact.ok)
+        self.assertEqual(exact.status, "red as expected")
+        extra = kr(["ringbuf_a", "perfbuf_c"], [], ["cs::ringbuf_*"])
+        self.assertFalse(extra.ok)
+        self.assertEqual(extra.expectation(), (["cs::perfbuf_c"], []))
+        missing = kr(["ringbuf_a"], ["x"], ["cs::ringbuf_a", "kc::wakeup"])
+        self.assertFalse(missing.ok)
+        self.assertEqual(missing.expectation(), ([], ["kc::wakeup"]))
+        nothing_red = kr([], ["ringbuf_a"], ["cs::ringbuf_a"])
+        self.assertFalse(nothing_red.ok, "a patch that breaks nothing is a failure")
+        self.assertTrue(kr([], ["a"]).ok)
+
+    def test_patch_headers(self):
+        vm = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        pdir = os.path.join(vm, "patches")
+        names = sorted(os.listdir(pdir))
+        self.assertIn("ringbuf-no-wakeup.patch", names)
+        for n in names:
+            p = kbuild.Patch(os.path.join(pdir, n))
+            self.assertTrue(p.expect_red, f"{n} declares no Expect-red: lines")
+            self.assertTrue(all("::" in e for e in p.expect_red), p.expect_red)
+        with tempfile.NamedTemporaryFile("w", suffix=".patch") as f:
+            f.write("no diff here\n")
+            f.flush()
+            with self.assertRaises(kbuild.BuildError):
+                kbuild.Patch(f.name)
+
+    def test_modules_needed_before_6_2(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "kernel", "bpf"))
+            with open(os.path.join(d, "kernel", "bpf", "Kconfig"), "w") as f:
+                f.write("config BPF_JIT\n\tbool \"JIT\"\n\tdepends on BPF\n\tdepends on MODULES\n\nconfig X\n")
+            self.assertTrue(kbuild.needs_modules(d))
+            self.assertIn("CONFIG_MODULES=y", kbuild.read_fragment(d))
+            with open(os.path.join(d, "kernel", "bpf", "Kconfig"), "w") as f:
+                f.write("config BPF_JIT\n\tbool \"JIT\"\n\tdepends on BPF\n\nconfig X\n\tdepends on MODULES\n")
+            self.assertFalse(kbuild.needs_modules(d))
+            self.assertNotIn("CONFIG_MODULES=y", kbuild.read_fragment(d))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 use super::types::*;
 use super::{Btf, MAX_RESOLVE_DEPTH};
+use crate::escape::escape_str;
 
 /// Output budget of one `format_type` call, in bytes (roughly).
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -72,11 +73,13 @@ impl<'a> Fmt<'a> {
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        let _ = self.out_of_budget(end);
+        // Names come from the object: printed through the one escaping function.
+        let name = escape_str(&s[..end]);
+        let _ = self.out_of_budget(name.len());
         if end < s.len() {
-            format!("{}...", &s[..end])
+            format!("{name}...")
         } else {
-            s.to_string()
+            name
         }
     }
 
@@ -502,10 +505,11 @@ impl Btf {
     fn format_all_within(&self, mut budget: usize) -> String {
         let mut out = String::new();
         for id in 1..self.types_len() {
-            // One line per type: hostile names may contain line breaks, which are escaped.
+            // One line per type: names are escaped (no line breaks or terminal controls).
             let c_like = self.format_type_within(id, &mut budget);
-            let line = format!("{}  // {c_like}", self.format_raw(id));
-            out.push_str(&line.replace('\n', "\\n").replace('\r', "\\r"));
+            out.push_str(&self.format_raw(id));
+            out.push_str("  // ");
+            out.push_str(&c_like);
             out.push('\n');
         }
         out

@@ -15,10 +15,76 @@ use crate::loader::{maps, reloc};
 use crate::sys::uapi::BPF_PROG_TYPE_TRACEPOINT;
 
 impl ObjectSpec {
-    /// Parse an ELF BPF object. Never panics on hostile input.
+    /// Parse an ELF BPF object. Never panics on hostile input; time and memory are linear in
+    /// `data.len()` (read files through [`read_object_file`], which caps the size).
     pub fn parse(data: &[u8]) -> Result<ObjectSpec, ParseError> {
         parse_object(data)
     }
+}
+
+/// Largest object file [`read_object_file`] reads. Real BPF objects are kilobytes to a few
+/// megabytes; this leaves room for big ones with full debug info.
+pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why an object file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "{path} is not a regular file ({what}); pass a BPF object file (`clang -target bpf -c`)"
+    )]
+    NotRegular { path: String, what: &'static str },
+    #[error(
+        "{path} is over the {MAX_OBJECT_BYTES}-byte limit for a BPF object; is it the right file?"
+    )]
+    TooBig { path: String },
+    #[error("cannot read {path}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads a BPF object file: only regular files (`/dev/zero`, a FIFO or a directory are refused
+/// before reading), at most [`MAX_OBJECT_BYTES`] (checked while reading, so a file that grows
+/// cannot get past it either).
+pub fn read_object_file(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let shown = crate::escape::escape_str(&path.display().to_string());
+    let io = |source| ReadError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(ReadError::NotRegular { path: shown, what });
+    }
+    if meta.len() > MAX_OBJECT_BYTES {
+        return Err(ReadError::TooBig { path: shown });
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_OBJECT_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    if data.len() as u64 > MAX_OBJECT_BYTES {
+        return Err(ReadError::TooBig { path: shown });
+    }
+    Ok(data)
 }
 
 fn section_kind(s: &Section<'_>) -> SectionKind {
@@ -201,6 +267,10 @@ fn parse_object(data: &[u8]) -> Result<ObjectSpec, ParseError> {
     })
 }
 
+#[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
+pub(crate) mod gen;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]

@@ -49,6 +49,11 @@ pub(crate) struct Linker<'e, 'a> {
     rels: HashMap<usize, HashMap<usize, RelEntry>>,
     /// `.text` functions sorted by start.
     subprogs: Vec<Func>,
+    /// Section -> indices into `maps` of the maps defined there, in order (relocations look
+    /// maps up here: one hash lookup each, however many maps and relocations there are).
+    maps_by_section: HashMap<usize, Vec<usize>>,
+    /// (section, offset) -> index into `maps`, first definition wins.
+    map_at: HashMap<(usize, u64), usize>,
 }
 
 fn decode(sec: &Section<'_>) -> Result<Vec<Insn>, ParseError> {
@@ -174,6 +179,12 @@ impl<'e, 'a> Linker<'e, 'a> {
             }
         }
         subprogs.sort_by_key(|f| f.start);
+        let mut maps_by_section: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut map_at = HashMap::new();
+        for (i, l) in maps.iter().enumerate() {
+            maps_by_section.entry(l.section).or_default().push(i);
+            map_at.entry((l.section, l.offset)).or_insert(i);
+        }
         Ok(Linker {
             elf,
             maps,
@@ -182,6 +193,8 @@ impl<'e, 'a> Linker<'e, 'a> {
             code,
             rels,
             subprogs,
+            maps_by_section,
+            map_at,
         })
     }
 
@@ -337,9 +350,13 @@ impl<'e, 'a> Linker<'e, 'a> {
         placed: &mut HashMap<usize, usize>,
         perr: &dyn Fn(String) -> ParseError,
     ) -> Result<usize, ParseError> {
-        let func = self
-            .subprogs
+        // Sorted by start: the candidate is the last function starting at or before `target`
+        // (overlapping hostile symbols fall back to a scan of the few before it).
+        let upto = self.subprogs.partition_point(|f| f.start <= target);
+        let func = self.subprogs[..upto]
             .iter()
+            .rev()
+            .take(16)
             .find(|f| (f.start..f.start + f.len).contains(&target))
             .copied()
             .ok_or_else(|| {
@@ -367,13 +384,12 @@ impl<'e, 'a> Linker<'e, 'a> {
             );
         };
         let sec_name = self.elf.section_name(Some(sec));
-        let mut in_sec = self
-            .maps
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.section == sec)
-            .peekable();
-        let Some(&(_, first)) = in_sec.peek() else {
+        let Some((map, first)) = self
+            .maps_by_section
+            .get(&sec)
+            .and_then(|v| v.first())
+            .and_then(|&i| Some((i, self.maps.get(i)?)))
+        else {
             return Err(format!(
                 "section `{sec_name}` holds neither map definitions nor global data"
             ));
@@ -390,11 +406,6 @@ impl<'e, 'a> Linker<'e, 'a> {
                         sym.value, insn.imm, first.size
                     )
                 })?;
-            let map = self
-                .maps
-                .iter()
-                .position(|l| l.section == sec)
-                .unwrap_or_default();
             return Ok(RelocKind::MapValue { map, offset: off });
         }
         let want = if sym.is_section() {
@@ -405,9 +416,8 @@ impl<'e, 'a> Linker<'e, 'a> {
         } else {
             Some(sym.value)
         };
-        in_sec
-            .find(|(_, l)| Some(l.offset) == want)
-            .map(|(i, _)| RelocKind::Map { map: i })
+        want.and_then(|w| self.map_at.get(&(sec, w)))
+            .map(|&i| RelocKind::Map { map: i })
             .ok_or_else(|| format!("no map definition at offset {want:?} of `{sec_name}`"))
     }
 
