@@ -262,9 +262,10 @@ pub fn generate(opts: GuideOptions) -> Result<String, GuideError> {
         let _ = writeln!(
             g,
             "## Filling it\n\n`fill 20`: {fitted} records of 20 bytes (8 + 20 rounded up = 32 \
-             bytes each) went in, {bytes} bytes; the next was refused ({refused}): the producer \
+             bytes each) went in, {bytes} bytes; the next was refused ({}): the producer \
              may never get a whole ring ({RING} bytes) ahead of the consumer, so a \
              {RING}-byte ring holds at most {} bytes of records.\n",
+            crate::lab::errno_name(refused),
             RING - 1
         );
     }
@@ -411,9 +412,10 @@ fn perf_section(g: &mut String, lab: &mut Lab, ps: u64, cpus: u64) -> Result<(),
     if let Outcome::PerfOutput { ret, .. } = refused_out {
         let _ = writeln!(
             g,
-            "One more was refused too ({ret}); the kernel counts refused samples. After the \
+            "One more was refused too ({}); the kernel counts refused samples. After the \
              reader consumed the ring (`data_tail` moved to `data_head`), the next sample came \
-             with a LOST record in front of it:\n"
+             with a LOST record in front of it:\n",
+            crate::lab::errno_name(ret)
         );
     }
     if let Outcome::PerfOutput { records, .. } = after {

@@ -31,6 +31,7 @@ use crate::sys::{cpus, perf};
 
 pub use command::{Command, Outcome, State, WakeFlag};
 pub use pages::{PerfRecordView, RingRecord};
+pub(crate) use text::errno_name;
 pub use text::{help, render, rule_wakes};
 
 /// Why the lab could not do something. Each says what failed and what to do.

@@ -20,7 +20,7 @@ pub fn help() -> &'static str {
 "
 }
 
-fn errno_name(ret: i64) -> String {
+pub(crate) fn errno_name(ret: i64) -> String {
     let e = -ret;
     let name = match e as i32 {
         libc::EAGAIN => "EAGAIN",
