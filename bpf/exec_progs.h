@@ -21,20 +21,23 @@
 #ifndef RAWSNOOP_EXEC_PROGS_H
 #define RAWSNOOP_EXEC_PROGS_H
 
-/* Execs between syscall entry and exec/exit, by thread id. */
+/*
+ * Execs between syscall entry and exec/exit, by thread id. Preallocated (kernels before
+ * 6.1 warn about, and newer ones restrict, run-time allocation in tracing programs), so
+ * kept small: 1024 x 8 KiB. LRU: an entry whose syscall exit never came (a task killed
+ * in the middle of exec) is recycled instead of filling the map.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct event);
 } execs SEC(".maps");
 
-/* When each process exec'd (by tgid), for the duration on EXIT. */
+/* When each process exec'd (by tgid), for the duration on EXIT; LRU for the same reason. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u64);
 } exec_start SEC(".maps");

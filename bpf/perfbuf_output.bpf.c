@@ -49,9 +49,11 @@ static __always_inline void event_send(void *ctx, struct event *b)
 
 	if (size > FULL_MAX_ARGS_ARR)
 		size = FULL_MAX_ARGS_ARR;
-	/* < 0: no perf buffer open on this CPU, or its ring is full */
-	if (bpf_perf_event_output(ctx, &pb, BPF_F_CURRENT_CPU, b, EVENT_HDR_SIZE + size) < 0)
-		record_drop();
+	/* -ENOSPC: this CPU's ring is full; -ENOENT: no perf buffer open on this CPU */
+	long err = bpf_perf_event_output(ctx, &pb, BPF_F_CURRENT_CPU, b, EVENT_HDR_SIZE + size);
+
+	if (err < 0)
+		record_drop(err);
 }
 
 static __always_inline void event_commit(void *ctx, struct event *e)

@@ -43,10 +43,10 @@ typedef unsigned long long __u64;
 #define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_PERCPU_HASH 5
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_CGROUP_ARRAY 8
+#define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 
-/* map_flags: allocate hash elements on update instead of all at creation */
-#define BPF_F_NO_PREALLOC (1U << 0)
 
 /* ---- flags ------------------------------------------------------------- */
 /* bpf_map_update_elem */
@@ -89,8 +89,8 @@ static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
 static long (*bpf_probe_read_user)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)112;
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
 static long (*bpf_probe_read_user_str)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)114;
-/* 123: the id of the current task's cgroup v2 ancestor at `level` (0 = root), Linux >= 5.7 */
-static __u64 (*bpf_get_current_ancestor_cgroup_id)(int ancestor_level) = (void *)123;
+/* 37: 1 if the current task is in the cgroup at map[index] or below it, 0 if not */
+static long (*bpf_current_task_under_cgroup)(void *map, __u32 index) = (void *)37;
 /* 16 */
 static long (*bpf_get_current_comm)(void *buf, __u32 size_of_buf) = (void *)16;
 /* 25 */

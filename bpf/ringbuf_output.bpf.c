@@ -47,8 +47,10 @@ static __always_inline void event_send(void *ctx, struct event *b)
 
 	if (size > FULL_MAX_ARGS_ARR)
 		size = FULL_MAX_ARGS_ARR;
-	if (bpf_ringbuf_output(&rb, b, EVENT_HDR_SIZE + size, wakeup_flags()) < 0)
-		record_drop(); /* ring full: count it, never lose it silently */
+	long err = bpf_ringbuf_output(&rb, b, EVENT_HDR_SIZE + size, wakeup_flags());
+
+	if (err < 0)
+		record_drop(err); /* ring full: count it, never lose it silently */
 }
 
 static __always_inline void event_commit(void *ctx, struct event *e)

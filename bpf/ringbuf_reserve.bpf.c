@@ -43,7 +43,7 @@ static __always_inline struct event *event_start(void)
 	struct event *e = bpf_ringbuf_reserve(&rb, EVENT_HDR_SIZE, 0);
 
 	if (!e) /* ring full: count it, never lose it silently */
-		record_drop();
+		record_drop(0);
 	return e;
 }
 
@@ -57,7 +57,7 @@ static __always_inline void event_commit(void *ctx, struct event *e)
 	do {                                                                               \
 		void *r = bpf_ringbuf_reserve(&rb, EVENT_HDR_SIZE + (ARGS), 0);            \
 		if (!r) {                                                                  \
-			record_drop();                                                     \
+			record_drop(0);                                                    \
 			return;                                                            \
 		}                                                                          \
 		bpf_probe_read_kernel(r, EVENT_HDR_SIZE + (ARGS), b);                      \

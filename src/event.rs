@@ -221,7 +221,9 @@ impl<'a> EventRef<'a> {
     }
 
     /// The arguments as execsnoop counts them: at most `args_count` strings (the last one
-    /// may lack its NUL if the record was cut).
+    /// may lack its NUL if the record was cut). When the path could not be read from the
+    /// caller's memory at syscall entry (a page not yet faulted in: BPF may not fault), a
+    /// successful exec shows the kernel's own filename there instead of execsnoop's blank.
     pub fn args(&self) -> Vec<&'a [u8]> {
         let mut out = Vec::new();
         let count = self.args_count() as usize;
@@ -230,6 +232,13 @@ impl<'a> EventRef<'a> {
             let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
             out.push(&rest[..end]);
             rest = rest.get(end + 1..).unwrap_or(&[]);
+        }
+        let file = self.filename();
+        if self.has_args() && !file.is_empty() && out.first().is_none_or(|a| a.is_empty()) {
+            match out.first_mut() {
+                Some(first) => *first = file,
+                None => out.push(file),
+            }
         }
         out
     }

@@ -41,8 +41,9 @@ struct Cli {
     /// its options -x -U -u -T -t -q -n -l --max-args and --cgroup (its -c).
     #[arg(long)]
     execsnoop: bool,
-    /// Any columns, in any order: time,event,pid,ppid,uid,comm,ret,filename,args,cgroup,
-    /// duration,exit (default: the demo's time,event,pid,comm,filename).
+    /// Any columns, in any order, from
+    /// time,event,pid,ppid,uid,comm,ret,filename,args,cgroup,duration,exit
+    /// (default: the demo's time,event,pid,comm,filename).
     #[arg(long, value_name = "LIST", conflicts_with = "execsnoop")]
     columns: Option<String>,
     /// Also report process exits (EVENT EXIT) with the exit code or signal and the time
@@ -307,8 +308,10 @@ struct BenchArgs {
     #[arg(long, default_value = "both")]
     wakeup: String,
     /// concurrent (producer and consumer threads on their own CPUs), back-to-back (one
-    /// thread triggers then drains, like the kernel's bench), or drain (time only the
-    /// consumer emptying a pre-filled buffer).
+    /// thread triggers then drains, like the kernel's bench), drain (time only the
+    /// consumer emptying a pre-filled buffer, against the machine's plain-read ceiling), or
+    /// storm (an exec storm against the tracer itself, or --tracer-cmd: CPU per event,
+    /// capture, latency, wakeups, start-up).
     #[arg(long, default_value = "concurrent")]
     mode: String,
     /// Bytes waiting before a sampled wakeup / the perf watermark.
@@ -667,6 +670,18 @@ fn report_lost(lost: Lost) {
         Lost::Bpf { count } => {
             eprintln!("Lost {count} events (the BPF program found the buffer full)")
         }
+        Lost::PerfPending { count } => eprintln!(
+            "Lost {count} events (a perf ring was full; the kernel reports them per CPU \
+             with its next record there)"
+        ),
+        Lost::Refused { count } => eprintln!(
+            "Lost {count} events (the kernel refused them: no perf ring on that CPU, e.g. \
+             it came online after start)"
+        ),
+        Lost::Recursion { count } => eprintln!(
+            "Lost {count} events (the kernel skipped the program: another BPF program was \
+             running on that CPU)"
+        ),
     }
 }
 
@@ -724,8 +739,9 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
     opts.exit = cli.exit;
     opts.failed = cli.fails;
     if let Some(path) = &cli.cgroup {
-        let (id, level) = sys::cgroup::id_and_level(path)?;
-        opts.cgroup = Some(rawsnoop::tracer::CgroupFilter { id, level });
+        // Checked here: a cgroup v2 directory (its id is what the events' cgroup field shows).
+        sys::cgroup::id_and_level(path)?;
+        opts.cgroup = Some(rawsnoop::tracer::CgroupFilter { path: path.clone() });
     }
     Ok(opts)
 }
@@ -735,45 +751,6 @@ enum Format {
     Columns(Vec<output::Column>),
     Execsnoop(output::ExecsnoopFormat),
     Json,
-}
-
-/// Kernel timestamps (CLOCK_MONOTONIC ns) to wall-clock time.
-struct Clock {
-    start_mono: u64,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC at the start, in ns.
-    offset: i128,
-    /// The last HH:MM:SS made, by Unix second.
-    cached: (i64, String),
-}
-
-impl Clock {
-    fn new() -> Clock {
-        let mono = sys::time::monotonic_ns();
-        let real = sys::time::realtime_ns();
-        Clock {
-            start_mono: mono,
-            offset: real as i128 - mono as i128,
-            cached: (i64::MIN, String::new()),
-        }
-    }
-    /// Unix time of a kernel timestamp (now for an event without one).
-    fn unix_ns(&self, ts: Option<u64>) -> i128 {
-        match ts {
-            Some(ts) => ts as i128 + self.offset,
-            None => sys::time::realtime_ns() as i128,
-        }
-    }
-    fn hms(&mut self, ts: Option<u64>) -> &str {
-        let secs = (self.unix_ns(ts) / 1_000_000_000) as i64;
-        if self.cached.0 != secs {
-            self.cached = (secs, sys::time::local_hms_at(secs));
-        }
-        &self.cached.1
-    }
-    fn since_start(&self, ts: Option<u64>) -> f64 {
-        let now = ts.unwrap_or_else(sys::time::monotonic_ns);
-        now.saturating_sub(self.start_mono) as f64 / 1e9
-    }
 }
 
 fn trace(cli: &Cli) -> Result<()> {
@@ -800,7 +777,7 @@ fn trace(cli: &Cli) -> Result<()> {
     let max_args = cli.max_args;
     let mut viewer = viewer(cli)?;
     sys::signal::install_stop_handlers().context("installing signal handlers")?;
-    let mut clock = Clock::new();
+    let mut clock = rawsnoop::tracer::Clock::new();
     let mut tracer = Tracer::open(&opts)?;
     for w in &tracer.warnings {
         eprintln!("rawsnoop: warning: {}", rawsnoop::escape::escape_str(w));
@@ -916,6 +893,7 @@ fn trace(cli: &Cli) -> Result<()> {
             return Err(e).context("writing to stdout");
         }
     }
+    tracer.report_counters(true, &mut report_lost);
     Ok(())
 }
 

@@ -38,6 +38,15 @@ pub enum TracerError {
          it came in Linux 5.8): use --perfbuf"
     )]
     NoRingbuf,
+    #[error(
+        "mapping the program's lost-record counters (.bss, BPF_F_MMAPABLE needs Linux >= 5.5)"
+    )]
+    Counters(#[source] std::io::Error),
+    #[error("--cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("probing for BPF ring buffer support")]
     Probe(#[source] std::io::Error),
 }
@@ -52,11 +61,10 @@ pub enum RingWakeup {
     Adaptive { threshold: u64, interval: Duration },
 }
 
-/// A cgroup v2 to trace: its id (the directory's inode number) and depth below the root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A cgroup v2 to trace: its directory (the kernel checks "in it or below it").
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupFilter {
-    pub id: u64,
-    pub level: u32,
+    pub path: std::path::PathBuf,
 }
 
 /// What to trace with.
@@ -116,46 +124,28 @@ impl TracerOptions {
     }
 }
 
-/// Offsets of `real_parent`, `tgid` and `exit_code` in the running kernel's `struct
-/// task_struct`, from /sys/kernel/btf/vmlinux (`None` without kernel BTF).
-pub fn task_offsets() -> Option<(u32, u32, u32)> {
-    use crate::loader::btf::{Btf, BtfKind, BtfType};
-    static CACHE: std::sync::OnceLock<Option<(u32, u32, u32)>> = std::sync::OnceLock::new();
-    *CACHE.get_or_init(|| {
-        let bytes = std::fs::read("/sys/kernel/btf/vmlinux").ok()?;
-        let btf = Btf::parse(&bytes).ok()?;
-        let id = btf.find_by_name("task_struct", BtfKind::Struct)?;
-        let Ok(BtfType::Struct { members, .. }) = btf.type_by_id(id) else {
-            return None;
-        };
-        let off = |name: &str| {
-            members
-                .iter()
-                .find(|m| btf.string_at(m.name_off).ok() == Some(name))
-                .filter(|m| m.bitfield_size == 0 && m.offset_bits % 8 == 0)
-                .map(|m| m.offset_bits / 8)
-        };
-        Some((off("real_parent")?, off("tgid")?, off("exit_code")?))
-    })
+mod kernel;
+mod losses;
+pub use kernel::{task_offsets, Clock};
+use losses::Losses;
+pub use losses::Lost;
+
+/// Where the program's lost-record counters are read.
+enum Counters {
+    /// The built-in objects: `lost_full` and `lost_other` in .bss, mmap'd read-only.
+    Mapped {
+        map: sys::mmap::Mmap,
+        full: usize,
+        other: usize,
+    },
+    /// A user's object with the demo-era `drops` array (one u64): a map lookup, at most
+    /// once a second (a map syscall can make the kernel skip tracepoint programs).
+    DropsMap,
+    None,
 }
 
-/// Data the tracer could not deliver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lost {
-    /// The kernel's perf ring on `cpu` was full: `count` samples dropped (PERF_RECORD_LOST).
-    PerfRing { cpu: u32, count: u64 },
-    /// The BPF program could not reserve/output `count` records (ring full), per its `drops` map.
-    Bpf { count: u64 },
-}
-
-impl Lost {
-    /// How many records this notice stands for.
-    pub fn count(&self) -> u64 {
-        match *self {
-            Lost::PerfRing { count, .. } | Lost::Bpf { count } => count,
-        }
-    }
-}
+/// How often the counters read by syscall (recursion misses, a user's `drops` map) are read.
+const SYSCALL_COUNTERS_EVERY: Duration = Duration::from_millis(1000);
 
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
@@ -164,8 +154,10 @@ pub struct Tracer {
     reader: Reader,
     object: Object,
     layout: EventLayout,
-    drops_reported: u64,
-    perf_lost: u64,
+    counters: Counters,
+    losses: Losses,
+    /// Last reading of the syscall-read counters: (when, drops map, recursion misses).
+    slow: (Option<std::time::Instant>, u64, u64),
     pub warnings: Vec<String>,
 }
 
@@ -252,23 +244,48 @@ impl Tracer {
         {
             return Err(TracerError::NoRingbuf);
         }
-        // Resolve the tracepoint before anything is loaded (a missing or closed tracefs is
-        // reported first), and load only the program we attach.
-        let prog_spec = spec
-            .program(&prog_name)
-            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
-        let tracepoint = attach::resolve(&prog_spec.attach, &prog_spec.name, &prog_spec.section)?;
-        let mut load_opts = LoadOptions::default();
-        load_opts.btf = opts.btf.clone();
-        if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
-            load_opts.max_entries.insert(map_name.clone(), size);
-        }
         if opts.object.is_some() && opts.needs_builtin() {
             return Err(TracerError::Missing(
                 "rawsnoop's programs and event (--object takes the demo's program; --pid, \
                  --ppid, --cgroup, arguments, failed execs and --exit need the built-in objects)"
                     .into(),
             ));
+        }
+        // The programs the options need, EXEC last: an exec is then never seen by
+        // handle_exec before its syscall entry was recorded.
+        let want_args = opts.args || opts.failed;
+        let mut names: Vec<String> = Vec::new();
+        if want_args {
+            names.extend(
+                [
+                    "handle_enter_execve",
+                    "handle_enter_execveat",
+                    "handle_exit_execve",
+                    "handle_exit_execveat",
+                ]
+                .map(String::from),
+            );
+        }
+        if opts.exit {
+            names.push("handle_exit".into());
+        }
+        names.push(prog_name.clone());
+        // Resolve the tracepoints before anything is loaded (a missing or closed tracefs is
+        // reported first), and load only the programs we attach.
+        let mut tracepoints = Vec::with_capacity(names.len());
+        for name in &names {
+            let p = spec
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            tracepoints.push(attach::resolve(&p.attach, &p.name, &p.section)?);
+        }
+        let mut load_opts = LoadOptions {
+            programs: Some(names.clone()),
+            btf: opts.btf.clone(),
+            ..LoadOptions::default()
+        };
+        if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
+            load_opts.max_entries.insert(map_name.clone(), size);
         }
         // `.rodata` configuration: (name, bytes); a missing variable is an error only
         // when the user asked for what it does.
@@ -294,10 +311,19 @@ impl Tracer {
         if let Some(ppid) = opts.ppid {
             set("filter_ppid", ppid.to_ne_bytes().to_vec(), true)?;
         }
-        if let Some(cg) = opts.cgroup {
-            set("filter_cgroup_id", cg.id.to_ne_bytes().to_vec(), true)?;
-            set("filter_cgroup_level", cg.level.to_ne_bytes().to_vec(), true)?;
-        }
+        // The cgroup directory is opened before anything is loaded (a bad path fails first).
+        let cgroup_dir = match &opts.cgroup {
+            Some(cg) => {
+                set("filter_cgroup", 1u32.to_ne_bytes().to_vec(), true)?;
+                Some(
+                    std::fs::File::open(&cg.path).map_err(|source| TracerError::Cgroup {
+                        path: cg.path.display().to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let want_args = opts.args || opts.failed;
         set(
             "want_args",
@@ -343,42 +369,56 @@ impl Tracer {
                 set("wakeup_interval_ns", ns.to_ne_bytes().to_vec(), false)?;
             }
         }
-        // The programs the options need, EXEC last: an exec is then never seen by
-        // handle_exec before its syscall entry was recorded. Only these are loaded.
-        let mut names: Vec<String> = Vec::new();
-        if want_args {
-            names.extend(
-                [
-                    "handle_enter_execve",
-                    "handle_enter_execveat",
-                    "handle_exit_execve",
-                    "handle_exit_execveat",
-                ]
-                .map(String::from),
-            );
+        let counter_vars = (spec.global_var("lost_full"), spec.global_var("lost_other"));
+        if let (Some(v), Some(_)) = &counter_vars {
+            load_opts.mmapable.push(v.section.clone());
         }
-        if opts.exit {
-            names.push("handle_exit".into());
-        }
-        names.push(prog_name.clone());
-        load_opts.programs = Some(names.clone());
         let object = Object::load_with(&spec, &load_opts)?;
+        let counters = match counter_vars {
+            (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
+                let map = object
+                    .map(&full.section)
+                    .ok_or_else(|| TracerError::Missing(format!("map {}", full.section)))?
+                    .mmap_ro()
+                    .map_err(TracerError::Counters)?;
+                Counters::Mapped {
+                    map,
+                    full: full.offset,
+                    other: other.offset,
+                }
+            }
+            _ if object.map("drops").is_some() => Counters::DropsMap,
+            _ => Counters::None,
+        };
+        if let Some(dir) = &cgroup_dir {
+            use std::os::fd::AsRawFd;
+            let m = object
+                .map("cgroup_filter")
+                .ok_or_else(|| TracerError::Missing("map cgroup_filter".into()))?;
+            let fd = dir.as_raw_fd() as u32;
+            bpf::map_update_elem(m.fd(), &0u32.to_ne_bytes(), &fd.to_ne_bytes(), 0).map_err(
+                |source| TracerError::Cgroup {
+                    path: opts
+                        .cgroup
+                        .as_ref()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                },
+            )?;
+        }
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
         let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
         let mut links = Vec::with_capacity(names.len());
-        for name in &names {
+        for (name, tp) in names.iter().zip(&tracepoints) {
             let prog = object
                 .program(name)
                 .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            // The exec program's tracepoint was resolved before anything was loaded.
-            links.push(if *name == prog_name {
-                attach::attach_resolved(prog, &tracepoint)?
-            } else {
-                attach::attach(prog)?
-            });
+            links.push(attach::attach_resolved(prog, tp)?);
         }
+        // Dropped first: detach handle_exec before the syscall programs.
         links.reverse();
         warnings.extend(object.warnings.iter().cloned());
         Ok(Tracer {
@@ -386,8 +426,9 @@ impl Tracer {
             reader,
             object,
             layout,
-            drops_reported: 0,
-            perf_lost: 0,
+            counters,
+            losses: Losses::new(!transport.uses_ringbuf()),
+            slow: (None, 0, 0),
             warnings,
         })
     }
@@ -433,7 +474,7 @@ impl Tracer {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
-        let perf_lost = &mut self.perf_lost;
+        let losses = &mut self.losses;
         self.reader.poll_observed(timeout, obs, |rec| match rec {
             Record::Sample { data, .. } => match EventRef::parse(data, &layout) {
                 Ok(e) => {
@@ -446,34 +487,55 @@ impl Tracer {
                 }
             },
             Record::Lost { cpu, count } => {
-                *perf_lost += count;
-                on_lost(Lost::PerfRing { cpu, count });
+                if let Some(l) = losses.on_perf_lost(cpu, count) {
+                    on_lost(l);
+                }
                 ControlFlow::Continue(())
             }
         })?;
         if let Some(err) = bad {
             return Err(err.into());
         }
-        // Losses the BPF program counted. For the perf buffer, ring-full losses already
-        // came as PERF_RECORD_LOST: report only what goes beyond those.
-        let counted = self.bpf_drops();
-        let already = if self.reader.is_ringbuf() {
-            0
-        } else {
-            self.perf_lost
-        };
-        let new = counted
-            .saturating_sub(already)
-            .saturating_sub(self.drops_reported);
-        if new > 0 {
-            self.drops_reported += new;
-            on_lost(Lost::Bpf { count: new });
-        }
+        self.report_counters(false, &mut on_lost);
         Ok(events)
     }
 
-    /// Total the BPF program failed to submit, from its `drops` map (0 if it has none).
-    pub fn bpf_drops(&self) -> u64 {
+    /// Reports what the counters add since the last call: the program's (every call: an
+    /// mmap read) and those read by syscall (at most once a second, or now with `force`).
+    /// Call with `force` once more before exiting, so the last losses are told.
+    pub fn report_counters<L: FnMut(Lost)>(&mut self, force: bool, on_lost: &mut L) {
+        let now = std::time::Instant::now();
+        let slow_due = force
+            || self
+                .slow
+                .0
+                .is_none_or(|t| now.duration_since(t) >= SYSCALL_COUNTERS_EVERY);
+        if slow_due {
+            self.slow.0 = Some(now);
+            if matches!(self.counters, Counters::DropsMap) {
+                self.slow.1 = self.drops_map();
+            }
+            self.slow.2 = self.recursion_misses();
+        }
+        let (full, other) = match &self.counters {
+            Counters::Mapped { map, full, other } => {
+                (read_counter(map, *full), read_counter(map, *other))
+            }
+            Counters::DropsMap => (self.slow.1, 0),
+            Counters::None => (0, 0),
+        };
+        for l in self.losses.on_counters(full, other, self.slow.2) {
+            on_lost(l);
+        }
+    }
+
+    /// Everything reported lost so far.
+    pub fn lost_total(&self) -> u64 {
+        self.losses.total()
+    }
+
+    /// The `drops` map of a user's object (0 if unreadable).
+    fn drops_map(&self) -> u64 {
         let Some(map) = self.object.map("drops") else {
             return 0;
         };
@@ -482,6 +544,20 @@ impl Tracer {
             Ok(()) => u64::from_ne_bytes(v),
             Err(_) => 0,
         }
+    }
+
+    /// How often the kernel skipped the programs that send events (0 before Linux 5.12).
+    /// A skipped `handle_exec`/`handle_exit` is a lost event; a skipped syscall-exit program
+    /// loses a failed exec if it was one. A skipped syscall-entry program loses only the
+    /// arguments (the exec is still reported, with the kernel's filename), so it is not
+    /// counted.
+    pub fn recursion_misses(&self) -> u64 {
+        self.object
+            .programs()
+            .iter()
+            .filter(|p| !p.name.starts_with("handle_enter_"))
+            .filter_map(|p| bpf::prog_recursion_misses(p.fd()).ok().flatten())
+            .sum()
     }
 
     /// The consumer's epoll fd, to wait on several sources at once.
@@ -493,4 +569,22 @@ impl Tracer {
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
+}
+
+/// One u64 counter of the mmap'd .bss.
+fn read_counter(map: &sys::mmap::Mmap, off: usize) -> u64 {
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
+    if !off.is_multiple_of(8) || off + 8 > map.len() {
+        return 0;
+    }
+    // SAFETY: `off` is 8-aligned and inside the mapping (checked above; the mapping is
+    // page-aligned), which lives as long as `map`. The kernel's BPF program updates the
+    // value concurrently only with atomic adds, so an atomic load is the right access.
+    let cell = unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) };
+    // Pairs with the BPF program's __sync_fetch_and_add in record_drop (bpf/tracer.h),
+    // a BPF_ATOMIC add. A count only, no data published under it: Relaxed suffices; a
+    // PROT_READ mapping allows only plain loads, then fence(Acquire) per the project rule.
+    let v = cell.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    v
 }

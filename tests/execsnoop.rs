@@ -366,7 +366,7 @@ fn bad_options_are_refused_before_loading() {
         (&["--perfbuf", "--ringbuf-size", "4096"], "--ringbuf-size"),
         (&["--ringbuf", "--perf-pages", "8"], "--perf-pages"),
         (&["--perf-watermark", "64"], "--perf-watermark"),
-        (&["--perfbuf", "--perf-pages", "1048576"], "too large"),
+        (&["--perfbuf", "--perf-pages", "1048576"], "from 1 to"),
         (
             &["--perfbuf", "--perf-watermark", "1000000"],
             "--perf-watermark",

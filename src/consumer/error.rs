@@ -57,8 +57,9 @@ pub enum ConsumerError {
     },
     /// `pages` is not a usable perf ring size.
     #[error(
-        "perf buffer pages {pages} is invalid: it must be a power of two from 1 to {max} \
-         (--perf-pages)"
+        "perf buffer pages {pages} is {}: it must be a power of two from 1 to {max} \
+         (--perf-pages)",
+        if pages > max { "too large" } else { "invalid" }
     )]
     PerfPages { pages: usize, max: usize },
     /// The wakeup watermark can never be reached.

@@ -129,7 +129,12 @@ impl PerfRingView {
         let mut released = start;
         let mut out = Drain::default();
         let mut result = Ok(());
+        // The size of the last record: the prediction for the next one (see the ring buffer
+        // walk: the next position comes from the prediction once the header confirms it, a
+        // branch instead of a data dependency).
+        let mut stride: u64 = 0;
         while tail < head {
+            let pos = tail;
             if tail - released >= RELEASE_BYTES {
                 self.store_tail(tail);
                 released = tail;
@@ -210,14 +215,20 @@ impl PerfRingView {
                 },
                 _ => None, // other record types are not produced by BPF output; skip them
             };
-            tail += rsize as u64;
             if let Some(r) = parsed {
                 out.delivered += 1;
                 if f(r).is_break() {
+                    tail = pos + rsize as u64;
                     out.broke = true;
                     break;
                 }
             }
+            if rsize as u64 != stride {
+                stride = rsize as u64;
+                tail = pos + stride;
+                continue;
+            }
+            tail = pos + stride;
         }
         if tail != released {
             self.store_tail(tail);

@@ -1,7 +1,7 @@
 //! Consumer of a `BPF_MAP_TYPE_RINGBUF` map: maps its pages, walks records zero-copy,
 //! and sleeps in epoll when the ring is empty without ever missing a wakeup.
 //!
-//! See [`walk`] for the memory layout and record format, and the consumer module's wait loop
+//! See `walk.rs` for the memory layout and record format, and the consumer module's wait loop
 //! for the wakeup protocol (the fence and re-check after every `consumer_pos` store).
 //!
 //! Sound by construction: a `RingBuf` owns a dup of the map fd and claims the ring's map id

@@ -16,11 +16,17 @@
 //! implementation may use a read-modify-write for it), but a relaxed load plus an acquire
 //! fence synchronizes with the kernel's release just the same (a fence-to-atomic pairing).
 //!
-//! The walk predicts: a tracer's records mostly have one size, so after a record of `total`
-//! bytes it loads the headers at `+total`, `+2*total`, ... at once ([`LOOKAHEAD`] of them),
-//! then checks each prediction against the header before it; a wrong one is thrown away
-//! and the walk re-predicts from the record it just read. The loads no longer wait for each
-//! other (each header used to say where the next one is, a chain of dependent loads).
+//! The walk predicts: a tracer's records mostly have one size, so the walk takes the next
+//! record to be as long as the last one and verifies it with the header it decodes anyway.
+//! When the prediction holds, the next position is computed from the prediction, not from the
+//! loaded header: a branch the CPU predicts instead of a data dependency it must wait for,
+//! so it runs ahead through several records and issues their header loads while earlier
+//! ones are still arriving (each header used to say where the next one is, a chain of
+//! dependent loads). A size change, BUSY, DISCARD and the wrap take the checked path.
+//! Measured on a 16 MiB fake ring of 64-byte records (min of 40 walks): 2.79 ns/record
+//! before, 1.39 after, against 0.97 for a plain read of the same slots. Loading 2 to 16
+//! predicted headers explicitly was slower (1.9 to 2.3 ns): the extra loads cost more than
+//! the CPU's own run-ahead leaves to gain.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -39,9 +45,6 @@ pub const HDR_SZ: u64 = 8;
 /// on the bench's drain mode (64-byte records, a 16 MiB ring): 256 bytes gained little, 1024
 /// to 4096 about doubled the drain rate, since the hardware prefetchers stop at 4 KiB pages.
 const PREFETCH_AHEAD: u64 = 2048;
-
-/// Headers loaded at once on the same-size prediction.
-pub(crate) const LOOKAHEAD: usize = 8;
 
 /// The walk stores `consumer_pos` before handing out a record once this many bytes are
 /// read but unreleased, so a slow callback (a blocked stdout) holds at most this much of the
@@ -189,98 +192,81 @@ impl RingView {
         let mut out = Drain::default();
         let mut result = Ok(());
         let mut stopped = Stopped::Empty;
-        // The predicted size of the next record (0: no prediction yet).
+        // The size of the last record: the prediction for the next one.
         let mut stride: u64 = 0;
-        let mut words = [0u32; LOOKAHEAD];
-        'walk: while cons < prod {
+        while cons < prod {
+            let pos = cons;
             // Only below prod: lines past it may be in the producer's hands right now, and
             // pulling them into our cache would cost it a cache-line transfer. (Written as a
-            // difference: cons < prod, so neither side can overflow.)
-            let left = prod - cons;
+            // difference: pos < prod, so neither side can overflow.)
+            let left = prod - pos;
             if left > PREFETCH_AHEAD {
-                self.prefetch(cons + PREFETCH_AHEAD);
+                self.prefetch(pos + PREFETCH_AHEAD);
             }
-            // Load the header at cons and, if we have a prediction, those at cons + i*stride
-            // (only below prod), all before looking at any of them.
-            words[0] = self.header_word(cons);
-            let mut n = 1;
-            if stride != 0 {
-                while n < LOOKAHEAD && (n as u64) * stride < left {
-                    words[n] = self.header_word(cons + n as u64 * stride);
-                    n += 1;
-                }
-            }
+            let word = self.header_word(pos);
+            // Orders the header load before any read of the payload: see `header_word`.
             fence(Ordering::Acquire);
-            let base = cons;
-            for (i, &word) in words[..n].iter().enumerate() {
-                // Record i sits at base + i*stride: record 0 at cons, and record i > 0 only
-                // when every record before it in this batch was `stride` bytes (checked
-                // below before moving on).
-                let pos = base + i as u64 * stride;
-                if pos - released >= RELEASE_BYTES {
-                    self.release(pos);
-                    released = pos;
-                    obs.ring_release(pos, false);
-                }
-                let len = word & !(BUSY_BIT | DISCARD_BIT);
-                let total = (u64::from(len) + HDR_SZ + 7) & !7;
-                if O::enabled() {
-                    obs.ring_record(&RingRecord {
-                        pos,
-                        header: word,
-                        len,
-                        busy: word & BUSY_BIT != 0,
-                        discard: word & DISCARD_BIT != 0,
-                        pg_off: self.header_pg_off(pos),
-                        wraps: (pos & (self.size - 1)) + total.min(self.size) > self.size,
-                    });
-                }
-                if word & BUSY_BIT != 0 {
-                    // Records are published in order: nothing after a busy one may be read.
-                    cons = pos;
-                    stopped = Stopped::Busy;
-                    break 'walk;
-                }
-                if total > self.size || total > prod - pos {
-                    cons = pos;
-                    stopped = Stopped::Corrupt;
-                    result = Err(ConsumerError::CorruptRing {
-                        pos,
-                        len,
-                        limit: (prod - pos).min(self.size),
-                    });
-                    break 'walk;
-                }
-                if word & DISCARD_BIT == 0 {
-                    let off = (pos & (self.size - 1)) + HDR_SZ;
-                    // SAFETY: off + len <= (size - 1) + total <= 2 * size, inside the double
-                    // mapping, where the bytes are contiguous. The record is committed (BUSY
-                    // clear, loaded before the Acquire fence above) and lies at or past our
-                    // last consumer_pos store, so the kernel will not reuse these bytes until
-                    // a later store (after the callback returns): the borrow cannot observe
-                    // concurrent writes.
-                    let rec = unsafe {
-                        std::slice::from_raw_parts(self.data.add(off as usize), len as usize)
-                    };
-                    out.delivered += 1;
-                    if f(rec).is_break() {
-                        cons = pos + total;
-                        out.broke = true;
-                        stopped = Stopped::Break;
-                        break 'walk;
-                    }
-                }
-                if total != stride {
-                    // Wrong (or no) prediction: the loads after this one are at the wrong
-                    // places. Re-predict from this record.
+            if pos - released >= RELEASE_BYTES {
+                self.release(pos);
+                released = pos;
+                obs.ring_release(pos, false);
+            }
+            let len = word & !(BUSY_BIT | DISCARD_BIT);
+            let total = (u64::from(len) + HDR_SZ + 7) & !7;
+            if O::enabled() {
+                obs.ring_record(&RingRecord {
+                    pos,
+                    header: word,
+                    len,
+                    busy: word & BUSY_BIT != 0,
+                    discard: word & DISCARD_BIT != 0,
+                    pg_off: self.header_pg_off(pos),
+                    wraps: (pos & (self.size - 1)) + total.min(self.size) > self.size,
+                });
+            }
+            if word & BUSY_BIT != 0 {
+                // Records are published in order: nothing after a busy one may be read.
+                stopped = Stopped::Busy;
+                break;
+            }
+            if total > self.size || total > left {
+                stopped = Stopped::Corrupt;
+                result = Err(ConsumerError::CorruptRing {
+                    pos,
+                    len,
+                    limit: left.min(self.size),
+                });
+                break;
+            }
+            if word & DISCARD_BIT == 0 {
+                let off = (pos & (self.size - 1)) + HDR_SZ;
+                // SAFETY: off + len <= (size - 1) + total <= 2 * size, inside the double
+                // mapping, where the bytes are contiguous. The record is committed (BUSY clear,
+                // loaded before the Acquire fence above) and lies at or past our last
+                // consumer_pos store, so the kernel will not reuse these bytes until a later
+                // store (after the callback returns): the borrow cannot observe concurrent
+                // writes.
+                let rec = unsafe {
+                    std::slice::from_raw_parts(self.data.add(off as usize), len as usize)
+                };
+                out.delivered += 1;
+                if f(rec).is_break() {
                     cons = pos + total;
-                    stride = total;
-                    continue 'walk;
+                    out.broke = true;
+                    stopped = Stopped::Break;
+                    break;
                 }
             }
-            // Every record of the batch had the predicted size (computed from base and
-            // stride, not from the loaded words, so the next batch's loads need not wait).
-            cons = base + n as u64 * stride;
+            if total != stride {
+                // A new size: predict it for the next record.
+                cons = pos + total;
+                stride = total;
+                continue;
+            }
+            // The prediction held: the next position comes from `stride`, not from the header
+            // just decoded, so the CPU can run ahead on the predicted branch and issue the
+            // next header loads before this one's arrives.
+            cons = pos + stride;
         }
         if cons != released {
             self.release(cons);

@@ -454,6 +454,21 @@ pub fn obj_get_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<u32> {
     Ok(attr.info_len)
 }
 
+/// `bpf_prog_info.recursion_misses`: how often the kernel skipped the program because a BPF
+/// program was already running on that CPU (Linux >= 5.12; `None` before).
+pub fn prog_recursion_misses(prog: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    // offsetof(struct bpf_prog_info, recursion_misses) == 208 (include/uapi/linux/bpf.h)
+    const OFF: usize = 208;
+    let mut raw = [0u8; OFF + 8];
+    let len = obj_get_info(prog, &mut raw)? as usize;
+    if len < OFF + 8 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&raw[OFF..OFF + 8]);
+    Ok(Some(u64::from_ne_bytes(b)))
+}
+
 /// The fields of `struct bpf_map_info` we read.
 #[derive(Debug, Clone, Copy)]
 pub struct MapInfo {

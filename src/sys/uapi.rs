@@ -8,6 +8,8 @@ pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_CGROUP_ARRAY: u32 = 8;
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 // Program types (enum bpf_prog_type) we name.
@@ -24,6 +26,9 @@ pub const BPF_PERF_EVENT: u32 = 41;
 
 /// `BPF_F_RDONLY_PROG`: the program may only read the map (used for frozen .rodata).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+/// `BPF_F_MMAPABLE`: an array map user space can mmap (Linux >= 5.5); global data counters
+/// are then read without a map syscall.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// `BPF_ANY` for map updates.
 pub const BPF_ANY: u64 = 0;
 

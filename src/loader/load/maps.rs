@@ -79,6 +79,9 @@ pub fn finalize_map_spec(spec: &MapSpec, opts: &LoadOptions) -> Result<MapSpec, 
     if m.freeze {
         m.flags |= bpf::BPF_F_RDONLY_PROG;
     }
+    if opts.mmapable.contains(&m.name) {
+        m.flags |= bpf::BPF_F_MMAPABLE;
+    }
     Ok(m)
 }
 

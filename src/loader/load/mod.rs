@@ -40,6 +40,19 @@ impl Map {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
+
+    /// A read-only view of a one-entry array map's value (created with `BPF_F_MMAPABLE`,
+    /// see [`LoadOptions::mmapable`]): the kernel maps the value area at offset 0.
+    pub fn mmap_ro(&self) -> std::io::Result<crate::sys::mmap::Mmap> {
+        let len = (self.spec.value_size as usize).max(1);
+        crate::sys::mmap::Mmap::map(
+            self.fd(),
+            0,
+            len,
+            crate::sys::mmap::Prot::Read,
+            libc::MAP_SHARED,
+        )
+    }
 }
 
 /// A program living in the kernel (not yet attached).
@@ -69,6 +82,8 @@ pub struct LoadOptions {
     /// caller never attaches (an extra `fentry/` the kernel would refuse, say) is best left
     /// out: one unusable program then cannot fail the whole object.
     pub programs: Option<Vec<String>>,
+    /// Maps (array maps: global data) to create with `BPF_F_MMAPABLE`, for [`Map::mmap_ro`].
+    pub mmapable: Vec<String>,
     /// BTF that CO-RE relocations resolve against (`--btf`); the running kernel's by default.
     pub btf: crate::loader::core::BtfSource,
 }
