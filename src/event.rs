@@ -131,6 +131,11 @@ impl<'a> EventRef<'a> {
         self.layout.ext.then(|| self.u32_at(o))
     }
 
+    /// The whole record as the consumer handed it over (for `rawsnoop guide`'s hexdump).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
     pub fn pid(&self) -> i32 {
         self.u32_at(self.layout.pid_off) as i32
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::event::EventLayout;
+use crate::event::{ext, EventLayout};
 use crate::output::escape;
 
 /// A named byte range of the record (offsets from the header).
@@ -11,9 +11,24 @@ struct Field {
     start: usize,
 }
 
+/// rawsnoop's additions after the demo's fields (`bpf/event.h`), when the object has them.
+const EXT: [(&str, usize, usize); 11] = [
+    ("kind (u32: 0 exec, 1 exit)", ext::KIND, 4),
+    ("ppid (int)", ext::PPID, 4),
+    ("uid (u32)", ext::UID, 4),
+    ("ret (int)", ext::RET, 4),
+    ("args_count (u32)", ext::ARGS_COUNT, 4),
+    ("args_size (u32)", ext::ARGS_SIZE, 4),
+    ("flags (u32)", ext::FLAGS, 4),
+    ("ts (u64, ns)", ext::TS, 8),
+    ("cgroup (u64)", ext::CGROUP, 8),
+    ("duration_ns (u64)", ext::DURATION, 8),
+    ("args (NUL-separated strings)", ext::ARGS, 0),
+];
+
 fn fields(layout: &EventLayout) -> Vec<Field> {
     let h = 8;
-    vec![
+    let mut v = vec![
         Field {
             name: "header.len (u32: length | BUSY<<31 | DISCARD<<30)".into(),
             start: 0,
@@ -40,7 +55,14 @@ fn fields(layout: &EventLayout) -> Vec<Field> {
             ),
             start: h + layout.filename_off,
         },
-    ]
+    ];
+    if layout.ext {
+        v.extend(EXT.iter().map(|(name, off, _)| Field {
+            name: format!("event.{name}, offset {off}"),
+            start: h + off,
+        }));
+    }
+    v
 }
 
 /// The dump: `bytes` is the whole record (header first) as read through the double mapping,
@@ -155,6 +177,34 @@ pub fn decode(bytes: &[u8], layout: &EventLayout) -> String {
             s + n,
             escape(text).replace('|', "\\|").replace('`', "'")
         );
+    }
+    if layout.ext {
+        for (name, off, n) in EXT {
+            let s = 8 + off;
+            let value = match n {
+                4 => bytes
+                    .get(s..s + 4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]).to_string()),
+                8 => bytes
+                    .get(s..s + 8)
+                    .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])).to_string()),
+                _ => bytes.get(s..).map(|b| {
+                    let shown: Vec<String> = b
+                        .split(|&c| c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| escape(a).replace('|', "\\|").replace('`', "'"))
+                        .collect();
+                    format!("{} bytes: {}", b.len(), shown.join(" "))
+                }),
+            };
+            let end = if n == 0 { bytes.len() } else { s + n };
+            let _ = writeln!(
+                out,
+                "| {} | {s}..{end} | {} |",
+                name.split(' ').next().unwrap_or(name),
+                value.unwrap_or_else(|| "(past the record)".into())
+            );
+        }
     }
     out
 }

@@ -75,8 +75,9 @@ fn layout() -> Result<EventLayout, GuideError> {
     Err(GuideError::Layout(why))
 }
 
-/// One exec traced by the real tracer: (pid, comm, filename, how it was obtained).
-fn traced_exec(wait: Duration) -> (i32, Vec<u8>, Vec<u8>, String) {
+/// One exec traced by the real tracer: the record's bytes and how they were obtained. When
+/// tracing is impossible, a record built from this process's own pid, comm and path.
+fn traced_exec(layout: &EventLayout, wait: Duration) -> (Vec<u8>, String) {
     use crate::tracer::{Tracer, TracerOptions, Transport};
     let fallback = |why: String| {
         let comm = std::fs::read("/proc/self/comm").unwrap_or_default();
@@ -85,13 +86,15 @@ fn traced_exec(wait: Duration) -> (i32, Vec<u8>, Vec<u8>, String) {
             .map(|p| p.to_string_lossy().into_owned().into_bytes())
             .unwrap_or_default();
         (
-            std::process::id() as i32,
-            comm,
-            exe,
-            format!("could not trace an exec ({why}): the record holds this process's own pid, comm and path"),
+            event_bytes(layout, std::process::id() as i32, &comm, &exe),
+            format!(
+                "could not trace an exec ({why}): the record holds this process's own pid, \
+                 comm and path"
+            ),
         )
     };
-    let mut tracer = match Tracer::open(&TracerOptions::new(Transport::RingbufReserve)) {
+    // bpf_ringbuf_output() sends exactly the bytes in use (no room for unused arguments).
+    let mut tracer = match Tracer::open(&TracerOptions::new(Transport::RingbufOutput)) {
         Ok(t) => t,
         Err(e) => return fallback(e.to_string()),
     };
@@ -114,13 +117,13 @@ fn traced_exec(wait: Duration) -> (i32, Vec<u8>, Vec<u8>, String) {
     let pid = child.id() as i32;
     let _ = child.wait();
     let deadline = Instant::now() + wait;
-    let mut found = None;
+    let mut found: Option<Vec<u8>> = None;
     while found.is_none() && Instant::now() < deadline {
         let r = tracer.poll(
             Some(Duration::from_millis(100)),
             |e| {
                 if e.pid() == pid {
-                    found = Some((e.comm().to_vec(), e.filename().to_vec()));
+                    found = Some(e.raw().to_vec());
                     return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
@@ -132,16 +135,15 @@ fn traced_exec(wait: Duration) -> (i32, Vec<u8>, Vec<u8>, String) {
         }
     }
     match found {
-        Some((comm, filename)) => (
-            pid,
-            comm,
-            filename,
-            format!("the exec of pid {pid} as the exec tracer (--ringbuf-reserve) read it"),
+        Some(raw) => (
+            raw,
+            format!("the exec of pid {pid}, the record as the exec tracer (--ringbuf) read it"),
         ),
         None => fallback(format!("the exec of pid {pid} did not arrive in {wait:?}")),
     }
 }
 
+/// A record with the demo's three fields set (the fallback when no exec could be traced).
 fn event_bytes(layout: &EventLayout, pid: i32, comm: &[u8], filename: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; layout.size];
     b[layout.pid_off..layout.pid_off + 4].copy_from_slice(&pid.to_ne_bytes());
@@ -260,15 +262,15 @@ pub fn generate(opts: GuideOptions) -> Result<String, GuideError> {
         let _ = writeln!(
             g,
             "## Filling it\n\n`fill 20`: {fitted} records of 20 bytes (8 + 20 rounded up = 32 \
-             bytes each) went in, {bytes} bytes; the next was refused ({refused}): the producer \
+             bytes each) went in, {bytes} bytes; the next was refused ({}): the producer \
              may never get a whole ring ({RING} bytes) ahead of the consumer, so a \
              {RING}-byte ring holds at most {} bytes of records.\n",
+            crate::lab::errno_name(refused),
             RING - 1
         );
     }
     exec(&mut lab, "consume")?;
-    let (pid, comm, filename, how) = traced_exec(opts.trace_for);
-    let ev = event_bytes(&layout, pid, &comm, &filename);
+    let (ev, how) = traced_exec(&layout, opts.trace_for);
     let out = lab.output_bytes(&ev)?;
     let _ = writeln!(g, "## One record, wrapped\n");
     if let Outcome::Ring {
@@ -279,13 +281,13 @@ pub fn generate(opts: GuideOptions) -> Result<String, GuideError> {
         let total = r.total();
         let _ = writeln!(
             g,
-            "After consuming those, consumer_pos is {}. The event ({how}; {} bytes, `struct \
-             event` from the object's BTF) went in with `bpf_ringbuf_output()` at position {}, \
+            "After consuming those, consumer_pos is {}. The event ({how}; {} bytes, laid out \
+             as `struct event` in the object's BTF) went in with `bpf_ringbuf_output()` at position {}, \
              data offset {off}: header + data = {total} bytes, so it runs {} bytes past the end \
              of the data area. The consumer reads it in one piece anyway, because the bytes past \
              the end are the second mapping of the same pages:\n",
             r.pos,
-            layout.size,
+            ev.len(),
             r.pos,
             (off + total).saturating_sub(RING)
         );
@@ -362,15 +364,20 @@ pub fn generate(opts: GuideOptions) -> Result<String, GuideError> {
                     if expect { "wake" } else { "no wakeup" }
                 );
             }
-            _ => {
+            Outcome::Consume {
+                walked, delivered, ..
+            } => {
                 let st = lab.state();
                 let _ = writeln!(
                     g,
-                    "| {} | `{s}` | | {} (after) | | |",
+                    "| {} | `{s}` | | -> {} | | the walk read {} header(s), handed {delivered} \
+                     on, stored consumer_pos once, fenced and re-checked: nothing, so it may sleep |",
                     i + 1,
-                    st.consumer_pos
+                    st.consumer_pos,
+                    walked.len()
                 );
             }
+            _ => {}
         }
     }
     let _ = writeln!(
@@ -405,9 +412,10 @@ fn perf_section(g: &mut String, lab: &mut Lab, ps: u64, cpus: u64) -> Result<(),
     if let Outcome::PerfOutput { ret, .. } = refused_out {
         let _ = writeln!(
             g,
-            "One more was refused too ({ret}); the kernel counts refused samples. After the \
+            "One more was refused too ({}); the kernel counts refused samples. After the \
              reader consumed the ring (`data_tail` moved to `data_head`), the next sample came \
-             with a LOST record in front of it:\n"
+             with a LOST record in front of it:\n",
+            crate::lab::errno_name(ret)
         );
     }
     if let Outcome::PerfOutput { records, .. } = after {

@@ -263,6 +263,15 @@ pub fn teach_within(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64, l
                         DEFAULT_PERF_PAGES * page / rec,
                         DEFAULT_PERF_PAGES * page
                     );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "    {} insn {}: bpf_perf_event_output(.., &{}, .., size not a constant \
+                         here): a SAMPLE record of 8 (header) + 4 (raw size) + size, padded to 8.",
+                        esc(&w.prog.name),
+                        w.insn,
+                        esc(&m.name)
+                    );
                 }
             }
         }
@@ -310,6 +319,28 @@ pub fn teach_within(out: &mut String, spec: &ObjectSpec, page: u64, cpus: u64, l
 mod tests {
     use super::*;
 
+    /// Every "bpf_ringbuf_reserve(&rb, N)" line of `out` with its slot and count checked
+    /// against the protocol's arithmetic; returns how many there were.
+    fn check_reserve_lines(out: &str, ring: u64) -> usize {
+        let mut n = 0;
+        for line in out
+            .lines()
+            .filter(|l| l.contains("bpf_ringbuf_reserve(&rb, "))
+        {
+            let size: u64 = line
+                .split("bpf_ringbuf_reserve(&rb, ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"));
+            let slot = (size + 8 + 7) & !7;
+            let want = format!("= {slot} bytes; {} fit", (ring - 1) / slot);
+            assert!(line.contains(&want), "{line}\nwants {want}");
+            n += 1;
+        }
+        n
+    }
+
     #[test]
     fn explains_the_builtin_reserve_object() {
         let spec = ObjectSpec::parse(crate::objects::RINGBUF_RESERVE).unwrap();
@@ -319,9 +350,9 @@ mod tests {
             out.contains("BPF_MAP_TYPE_RINGBUF, 262144 data bytes"),
             "{out}"
         );
-        // struct event: pid (4) + comm[16] + filename[512] = 532 bytes.
-        assert!(out.contains("bpf_ringbuf_reserve(&rb, 532)"), "{out}");
-        assert!(out.contains("= 544 bytes; 481 fit"), "{out}");
+        // The record sizes are read from the calls (constants before each reserve).
+        assert!(check_reserve_lines(&out, 262144) > 0, "{out}");
+        assert!(out.contains("ringbuf_mem_or_null"), "{out}");
         assert!(out.contains("Unreleased reference"), "{out}");
     }
 
@@ -331,9 +362,16 @@ mod tests {
         let mut out = String::new();
         teach(&mut out, &spec, 4096, 2);
         assert!(out.contains("36864 B per CPU x 2 CPUs = 73728 B"), "{out}");
-        assert!(
-            out.contains("bpf_perf_event_output(.., &pb, .., 532)"),
-            "{out}"
-        );
+        assert!(out.contains("bpf_perf_event_output(.., &pb, .., "), "{out}");
+    }
+
+    #[test]
+    fn reads_constant_sizes_and_maps_from_instructions() {
+        // The bench object: one bpf_ringbuf_reserve of a constant size into its 16 MiB ring.
+        let spec = ObjectSpec::parse(crate::objects::BENCH).unwrap();
+        let mut out = String::new();
+        teach(&mut out, &spec, 4096, 4);
+        assert_eq!(check_reserve_lines(&out, 16 << 20), 1, "{out}");
+        assert!(out.contains("x 4 CPUs"), "{out}");
     }
 }

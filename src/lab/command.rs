@@ -140,11 +140,13 @@ pub enum Outcome {
         record: Option<RingRecord>,
         woke: bool,
     },
-    /// What the real consumer read: (position, header) of each record walked.
+    /// What the real consumer read: each record header its walk read.
     Consume {
         before: State,
         walked: Vec<RingRecord>,
         delivered: usize,
+        /// What the consumer's walk did, step by step (from its observer hooks).
+        steps: String,
     },
     /// `fill`: `fitted` records of `size` bytes went in (`bytes` used), then the kernel said
     /// `refused` (the helper's return).

@@ -11,6 +11,7 @@
 pub mod asm;
 mod command;
 mod lost;
+pub mod observe;
 pub mod pages;
 pub mod session;
 pub mod sim;
@@ -30,6 +31,7 @@ use crate::sys::{cpus, perf};
 
 pub use command::{Command, Outcome, State, WakeFlag};
 pub use pages::{PerfRecordView, RingRecord};
+pub(crate) use text::errno_name;
 pub use text::{help, render, rule_wakes};
 
 /// Why the lab could not do something. Each says what failed and what to do.
@@ -411,15 +413,25 @@ impl Lab {
             }
             Command::Consume => {
                 let before = self.state();
-                let walked = self.pages.records(false);
+                let mut rec = observe::Recorder::default();
                 let delivered = self
                     .consumer
-                    .consume(|_| ControlFlow::Continue(()))
+                    .consume_observed(&mut rec, |_| ControlFlow::Continue(()))
                     .map_err(|e| LabError::Consumer(e.to_string()))?;
+                let walked = rec
+                    .records()
+                    .iter()
+                    .map(|r| RingRecord {
+                        pos: r.pos,
+                        header: r.header,
+                        pg_off: r.pg_off,
+                    })
+                    .collect();
                 Ok(Outcome::Consume {
                     before,
                     walked,
                     delivered,
+                    steps: rec.describe("  "),
                 })
             }
             Command::Fill { size } => {

@@ -106,18 +106,23 @@ impl SimRing {
 
     /// One pass of the consumer's real walk; returns the payloads it was handed.
     pub fn drain(&self) -> (Vec<Vec<u8>>, String) {
+        let (got, note, _) = self.drain_observed();
+        (got, note)
+    }
+
+    /// [`SimRing::drain`], plus the walk's own account of its steps (its observer hooks).
+    pub fn drain_observed(&self) -> (Vec<Vec<u8>>, String, String) {
         let mut got = Vec::new();
-        let r = self
-            .view()
-            .drain(&mut crate::consumer::NoObserver, &mut |rec: &[u8]| {
-                got.push(rec.to_vec());
-                ControlFlow::Continue(())
-            });
+        let mut rec = super::observe::Recorder::default();
+        let r = self.view().drain(&mut rec, &mut |r: &[u8]| {
+            got.push(r.to_vec());
+            ControlFlow::Continue(())
+        });
         let note = match r {
             Ok(_) => String::new(),
             Err(e) => format!(" (the walk stopped: {e})"),
         };
-        (got, note)
+        (got, note, rec.describe("      walk: "))
     }
 
     pub fn consumer_pos(&self) -> u64 {
@@ -217,7 +222,7 @@ pub fn busy_head_demo() -> String {
         ),
     );
     out.push_str(&ring.headers());
-    let (got, note) = ring.drain();
+    let (got, note, walk) = ring.drain_observed();
     step(
         &mut out,
         3,
@@ -229,6 +234,7 @@ pub fn busy_head_demo() -> String {
             ring.consumer_pos()
         ),
     );
+    out.push_str(&walk);
     let woke = ring.commit(a, false);
     step(
         &mut out,
@@ -242,7 +248,7 @@ pub fn busy_head_demo() -> String {
             }
         ),
     );
-    let (got, note) = ring.drain();
+    let (got, note, walk) = ring.drain_observed();
     step(
         &mut out,
         5,
@@ -252,6 +258,7 @@ pub fn busy_head_demo() -> String {
             ring.consumer_pos()
         ),
     );
+    out.push_str(&walk);
     // A discarded record in the middle, then a record that wraps.
     let c = ring.reserve(8, b'C').expect("room");
     let d = ring.reserve(8, b'D').expect("room");
@@ -283,7 +290,8 @@ pub fn busy_head_demo() -> String {
         ),
     );
     out.push_str(&ring.headers());
-    let (got, note) = ring.drain();
+    let (got, note, walk) = ring.drain_observed();
+    out.push_str(&walk);
     let _ = writeln!(
         out,
         "      the consumer reads it in one piece through the second copy: {}{note}; \

@@ -20,7 +20,7 @@ pub fn help() -> &'static str {
 "
 }
 
-fn errno_name(ret: i64) -> String {
+pub(crate) fn errno_name(ret: i64) -> String {
     let e = -ret;
     let name = match e as i32 {
         libc::EAGAIN => "EAGAIN",
@@ -185,49 +185,14 @@ pub fn render(lab: &Lab, outcome: &Outcome) -> String {
             }
         }
         Outcome::Consume {
-            before,
-            walked,
-            delivered,
+            delivered, steps, ..
         } => {
             let _ = writeln!(
                 out,
-                "The consumer read consumer_pos {} and producer_pos {}, then walked:",
-                before.consumer_pos, before.producer_pos
+                "The real consumer (RingBuf::consume), step by step as its walk reported them:"
             );
-            if walked.is_empty() {
-                let _ = writeln!(out, "  nothing: the ring is empty.");
-            }
-            for (i, r) in walked.iter().enumerate() {
-                if elide(&mut out, i, walked.len()) {
-                    continue;
-                }
-                let what = if r.busy() {
-                    "BUSY: stop here, records are consumed in order".to_string()
-                } else if r.discard() {
-                    format!(
-                        "DISCARD: skipped, but consumed (next at {})",
-                        r.pos + r.total()
-                    )
-                } else {
-                    format!(
-                        "committed: handed to the callback (next at {})",
-                        r.pos + r.total()
-                    )
-                };
-                let _ = writeln!(
-                    out,
-                    "  pos {:<6} header {:#010x} len {:<5} {what}",
-                    r.pos,
-                    r.header,
-                    r.len()
-                );
-            }
-            let after = lab.state().consumer_pos;
-            let _ = writeln!(
-                out,
-                "  {delivered} record(s) delivered. Then one store of consumer_pos = {after} \
-                 (Release: the kernel may reuse the space)."
-            );
+            out.push_str(steps);
+            let _ = writeln!(out, "  {delivered} record(s) handed to the callback.");
         }
         Outcome::Fill {
             size: n,
