@@ -247,10 +247,29 @@ def _stamp(d):
         return None
 
 
+def _fixed_path(d):
+    """Where every build runs: the host tools under tools/ (objtool, resolve_btfids) record
+    absolute paths, and every object depends on objtool, so a tree built at one path and
+    copied to another would be rebuilt from scratch. Each build therefore sees its tree
+    bind-mounted at this one path, in a private mount namespace (builds at once do not
+    collide)."""
+    at = os.path.join(os.path.dirname(d), ".at")
+    os.makedirs(at, exist_ok=True)
+    return at
+
+
 def _make(d, jobs, nice, logfile, what):
     """Runs the build; on failure raises BuildError with the compiler's error lines."""
-    cmd = ["nice", "-n", str(nice), "make", f"-j{jobs}", "bzImage"]
-    log(f"{what}: make -j{jobs} bzImage (nice {nice}) in {d}; log: {logfile}")
+    make = ["nice", "-n", str(nice), "make", f"-j{jobs}", "bzImage"]
+    at = _fixed_path(d)
+    cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+           'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"', "sh", d, at, *make]
+    if subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                      capture_output=True).returncode != 0:
+        log("cannot make a mount namespace (not root?): building in place, so a patched copy "
+            "rebuilds everything")
+        cmd, at = make, d
+    log(f"{what}: make -j{jobs} bzImage (nice {nice}) in {d} (seen at {at}); log: {logfile}")
     t0 = time.time()
     with open(logfile, "w", encoding="utf-8") as out:
         r = subprocess.run(cmd, cwd=d, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
