@@ -68,6 +68,9 @@ class Patch:
         self.subject = m.group(1).strip() if m else self.name
         if "\n+++ " not in text and not text.startswith("+++ "):
             raise BuildError(f"{path} is not a unified diff (no '+++' line)")
+        # The cache key covers the diff only: editing the header (Expect-red:) rebuilds nothing.
+        m = re.search(rb"^(diff |--- )", self.data, re.M)
+        self.diff = self.data[m.start():] if m else self.data
 
     def matches(self, test):
         return any(fnmatch.fnmatchcase(test, p) for p in self.expect_red)
@@ -315,7 +318,7 @@ def plan(cache, tree, ident, name, patches):
     base = os.path.join(cache, "kbuild", f"{_safe(name)}-{_sha(ident, KCONFIG_METHOD, frag)}")
     if not patches:
         return base, None
-    return base, base + "+" + _sha(*[p.data for p in patches])
+    return base, base + "+" + _sha(*[p.diff for p in patches])
 
 
 def is_built(cache, tree, ident, name, patches):
