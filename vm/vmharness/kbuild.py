@@ -68,6 +68,9 @@ class Patch:
         self.subject = m.group(1).strip() if m else self.name
         if "\n+++ " not in text and not text.startswith("+++ "):
             raise BuildError(f"{path} is not a unified diff (no '+++' line)")
+        # The cache key covers the diff only: editing the header (Expect-red:) rebuilds nothing.
+        m = re.search(rb"^(diff |--- )", self.data, re.M)
+        self.diff = self.data[m.start():] if m else self.data
 
     def matches(self, test):
         return any(fnmatch.fnmatchcase(test, p) for p in self.expect_red)
@@ -247,10 +250,29 @@ def _stamp(d):
         return None
 
 
+def _fixed_path(d):
+    """Where every build runs: the host tools under tools/ (objtool, resolve_btfids) record
+    absolute paths, and every object depends on objtool, so a tree built at one path and
+    copied to another would be rebuilt from scratch. Each build therefore sees its tree
+    bind-mounted at this one path, in a private mount namespace (builds at once do not
+    collide)."""
+    at = os.path.join(os.path.dirname(d), ".at")
+    os.makedirs(at, exist_ok=True)
+    return at
+
+
 def _make(d, jobs, nice, logfile, what):
     """Runs the build; on failure raises BuildError with the compiler's error lines."""
-    cmd = ["nice", "-n", str(nice), "make", f"-j{jobs}", "bzImage"]
-    log(f"{what}: make -j{jobs} bzImage (nice {nice}) in {d}; log: {logfile}")
+    make = ["nice", "-n", str(nice), "make", f"-j{jobs}", "bzImage"]
+    at = _fixed_path(d)
+    cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+           'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"', "sh", d, at, *make]
+    if subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                      capture_output=True).returncode != 0:
+        log("cannot make a mount namespace (not root?): building in place, so a patched copy "
+            "rebuilds everything")
+        cmd, at = make, d
+    log(f"{what}: make -j{jobs} bzImage (nice {nice}) in {d} (seen at {at}); log: {logfile}")
     t0 = time.time()
     with open(logfile, "w", encoding="utf-8") as out:
         r = subprocess.run(cmd, cwd=d, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -296,7 +318,7 @@ def plan(cache, tree, ident, name, patches):
     base = os.path.join(cache, "kbuild", f"{_safe(name)}-{_sha(ident, KCONFIG_METHOD, frag)}")
     if not patches:
         return base, None
-    return base, base + "+" + _sha(*[p.data for p in patches])
+    return base, base + "+" + _sha(*[p.diff for p in patches])
 
 
 def is_built(cache, tree, ident, name, patches):

@@ -126,7 +126,8 @@ def _section_skips(text):
     return skips
 
 
-PANIC_RE = re.compile(r"^thread '([^']+)' panicked at [^\n]*:$")
+# "thread 'name' panicked at f.rs:1:2:"; Rust 1.9x adds the thread id: "thread 'name' (156) panicked".
+PANIC_RE = re.compile(r"^thread '([^']+)'(?: \(\d+\))? panicked at [^\n]*:$")
 
 
 def failure_messages(text):

@@ -170,6 +170,8 @@ class KernelListTests(unittest.TestCase):
     def test_failure_message_is_kept(self):
         outs, _ = results.parse_binary("b", LIBTEST, 101, {"ringbuf", "perf_link"}, "6.12.1")
         self.assertEqual(by_name(outs)["loader_parses"].message, "boom")
+        newer = "thread 't1' (156) panicked at tests/k.rs:3:9:\nconsumer was never woken\nstack backtrace:\n"
+        self.assertEqual(results.failure_messages(newer), {"t1": "consumer was never woken"})
 
     def test_expected_red_must_match_exactly(self):
         def kr(failed, passed=(), expect=None):
