@@ -179,6 +179,26 @@ impl TransportOptions {
     }
 
     /// Checks the settings before anything is loaded.
+    ///
+    /// # Errors
+    /// [`ConsumerError::PerfPages`] or [`ConsumerError::PerfWatermark`] for bad perf
+    /// settings, [`ConsumerError::RingSize`] for a ring size that is not a power of two and
+    /// a page multiple.
+    ///
+    /// ```
+    /// use rawsnoop::consumer::{PerfOpts, RingOpts, Transport, TransportOptions};
+    ///
+    /// assert!(Transport::Perfbuf.default_options().validate().is_ok());
+    /// let three_pages = TransportOptions::Perfbuf(PerfOpts { pages: 3, ..PerfOpts::default() });
+    /// assert!(three_pages.validate().is_err());
+    /// let one_mib = TransportOptions::RingbufReserve(RingOpts { size: Some(1 << 20) });
+    /// assert!(one_mib.validate().is_ok());
+    /// let odd = TransportOptions::RingbufOutput(RingOpts { size: Some(1000) });
+    /// assert!(odd.validate().is_err());
+    /// // A ring size cannot reach a perf event array: `TransportOptions::Perfbuf` holds only
+    /// // `PerfOpts`.
+    /// assert_eq!(three_pages.ring(), None);
+    /// ```
     pub fn validate(&self) -> Result<(), ConsumerError> {
         let ps = crate::sys::mmap::page_size();
         match self {

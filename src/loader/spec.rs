@@ -88,7 +88,7 @@ pub enum AttachPoint {
 pub enum RelocKind {
     /// insn.imm = fd of `maps[map]`, src_reg = `BPF_PSEUDO_MAP_FD`.
     Map { map: usize },
-    /// insn[0].imm = fd of `maps[map]`, insn[1].imm = `offset`, src_reg = `BPF_PSEUDO_MAP_VALUE`.
+    /// `insn[0].imm` = fd of `maps[map]`, `insn[1].imm` = `offset`, src_reg = `BPF_PSEUDO_MAP_VALUE`.
     MapValue { map: usize, offset: u32 },
 }
 
@@ -213,6 +213,25 @@ pub struct SectionInfo {
 }
 
 /// Everything needed to load a BPF object, parsed without the kernel.
+///
+/// [`ObjectSpec::parse`] turns an ELF file's bytes into a spec; nothing here touches the
+/// kernel, so it runs without privilege:
+///
+/// ```
+/// use rawsnoop::loader::{MapOrigin, ObjectSpec};
+/// use rawsnoop::sys::bpf::BPF_MAP_TYPE_RINGBUF;
+///
+/// let spec = ObjectSpec::parse(rawsnoop::objects::RINGBUF_RESERVE)?;
+/// assert_eq!(spec.license, "Dual BSD/GPL");
+/// let exec = spec.program("handle_exec").expect("the exec program");
+/// assert_eq!(exec.section, "tp/sched/sched_process_exec");
+/// let rb = spec.map("rb").expect("the ring");
+/// assert_eq!(rb.map_type, BPF_MAP_TYPE_RINGBUF);
+/// assert!(spec.maps.iter().any(|m| m.origin == MapOrigin::GlobalData));
+/// // Not an ELF file: an error that says so, never a panic.
+/// assert!(ObjectSpec::parse(b"not an object").is_err());
+/// # Ok::<(), rawsnoop::loader::ParseError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ObjectSpec {
     pub license: String,
