@@ -9,6 +9,15 @@ use std::fmt::Write as _;
 /// Escapes bytes for a terminal: printable UTF-8 stays, `\\` doubles, `\n` `\t` `\r` use
 /// their C escapes, other control characters and invalid bytes become `\xNN`
 /// (control characters above U+00FF as `\u{NNNN}`).
+///
+/// ```
+/// use rawsnoop::escape::escape;
+///
+/// assert_eq!(escape(b"plain text"), "plain text");
+/// // A terminal escape, a line break and an invalid UTF-8 byte cannot reach the terminal.
+/// assert_eq!(escape(b"a\x1b[2J\nb\xff\\"), r"a\x1b[2J\nb\xff\\");
+/// assert_eq!(escape("é".as_bytes()), "é");
+/// ```
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     escape_into(&mut out, bytes);

@@ -13,15 +13,23 @@ pub enum ConsumerError {
         "ringbuf size {max_entries} is invalid: it must be a power of two and a multiple of \
          the page size ({page_size}); fix max_entries in the map definition or --ringbuf-size"
     )]
-    RingSize { max_entries: u32, page_size: usize },
+    RingSize {
+        /// The size asked for.
+        max_entries: u32,
+        /// This system's page size.
+        page_size: usize,
+    },
     /// The map behind the fd is not the ring buffer the caller said.
     #[error(
         "map is not a ringbuf of {expected} bytes (kernel says type {map_type}, max_entries \
          {max_entries}); pass the ringbuf map's fd and its max_entries"
     )]
     WrongRingMap {
+        /// The data area size the caller passed.
         expected: u32,
+        /// The map's type, as the kernel reports it.
         map_type: u32,
+        /// The map's `max_entries`, as the kernel reports it.
         max_entries: u32,
     },
     /// The map behind the fd is not a `PERF_EVENT_ARRAY`.
@@ -29,7 +37,10 @@ pub enum ConsumerError {
         "map is not a PERF_EVENT_ARRAY (kernel says type {0}); pass the perf event array \
          map's fd"
     )]
-    WrongPerfMap(u32),
+    WrongPerfMap(
+        /// The map's type, as the kernel reports it.
+        u32,
+    ),
     /// The ring was created with `BPF_F_RB_OVERWRITE` (Linux 6.19+).
     #[error(
         "ringbuf map was created with BPF_F_RB_OVERWRITE: in overwrite mode the kernel \
@@ -44,7 +55,10 @@ pub enum ConsumerError {
          ring would release each other's records while they are being read; drop the first \
          reader (or share it) before creating another"
     )]
-    RingInUse { map_id: u32 },
+    RingInUse {
+        /// The ring's kernel map id.
+        map_id: u32,
+    },
     /// A reused ring's consumer position is not where a record can start.
     #[error(
         "ringbuf consumer_pos {consumer_pos} (producer_pos {producer_pos}) is not a record \
@@ -52,7 +66,9 @@ pub enum ConsumerError {
          wrote the consumer page; recreate the map"
     )]
     BadStartPos {
+        /// The consumer position found on the page.
         consumer_pos: u64,
+        /// The producer position at the same time.
         producer_pos: u64,
     },
     /// `pages` is not a usable perf ring size.
@@ -61,52 +77,90 @@ pub enum ConsumerError {
          (--perf-pages)",
         if pages > max { "too large" } else { "invalid" }
     )]
-    PerfPages { pages: usize, max: usize },
+    PerfPages {
+        /// The pages asked for.
+        pages: usize,
+        /// The largest allowed ([`crate::consumer::PerfOpts::max_pages`]).
+        max: usize,
+    },
     /// The wakeup watermark can never be reached.
     #[error(
         "perf buffer watermark {watermark} bytes is larger than a CPU's ring ({ring} bytes): \
          the kernel would never wake us for it; choose at most {ring} (--perf-watermark)"
     )]
-    PerfWatermark { watermark: u32, ring: u64 },
+    PerfWatermark {
+        /// The watermark asked for, in bytes.
+        watermark: u32,
+        /// One CPU's ring size in bytes.
+        ring: u64,
+    },
     /// An online CPU has no slot in the perf event array.
     #[error(
         "CPU {cpu} is online but the PERF_EVENT_ARRAY has only {max_entries} entries; size \
          the map to the number of possible CPUs"
     )]
-    CpuOutOfRange { cpu: u32, max_entries: u32 },
+    CpuOutOfRange {
+        /// The online CPU without a slot.
+        cpu: u32,
+        /// The array's size.
+        max_entries: u32,
+    },
     /// A system call failed.
     #[error("{what} failed")]
     Io {
+        /// The call and its object, e.g. "mmap of the ringbuf data pages".
         what: &'static str,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
     /// A system call for one CPU's perf ring failed.
     #[error("{what} for CPU {cpu} failed")]
     CpuIo {
+        /// The call, e.g. "perf_event_open".
         what: &'static str,
+        /// The CPU whose ring it was for.
         cpu: u32,
+        /// The system call's error.
         #[source]
         source: io::Error,
     },
     /// The kernel laid out a perf ring in a way we cannot read.
     #[error("perf ring of CPU {cpu} has an unexpected data layout (offset {offset}, size {size})")]
-    PerfLayout { cpu: u32, offset: u64, size: u64 },
+    PerfLayout {
+        /// The CPU.
+        cpu: u32,
+        /// `data_offset` from the metadata page.
+        offset: u64,
+        /// `data_size` from the metadata page.
+        size: u64,
+    },
     /// A committed ring buffer record header describes a record that cannot be in the ring.
     #[error(
         "corrupt ringbuf record header at position {pos}: length {len} does not fit in the \
          {limit} bytes available; the ring cannot be read further"
     )]
-    CorruptRing { pos: u64, len: u32, limit: u64 },
+    CorruptRing {
+        /// The header's position (free-running).
+        pos: u64,
+        /// The length the header claims.
+        len: u32,
+        /// The bytes that could hold the record.
+        limit: u64,
+    },
     /// A perf record cannot be what its header says.
     #[error(
         "corrupt perf record on CPU {cpu} at position {pos} (size {size}): {what}; the ring \
          cannot be read further"
     )]
     CorruptPerf {
+        /// The CPU.
         cpu: u32,
+        /// The record's position (free-running).
         pos: u64,
+        /// The size its header claims.
         size: usize,
+        /// What is wrong with it.
         what: &'static str,
     },
 }

@@ -6,6 +6,8 @@
 //! `available`, `as_fd`), their error type ([`ConsumerError`]), their wait loop (one fence
 //! and re-check protocol, see `wait.rs`) and their [`Observer`] hooks.
 
+#![deny(missing_docs)]
+
 mod error;
 pub mod observer;
 mod wait;
@@ -44,6 +46,7 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Every transport, in the CLI's order.
     pub const ALL: [Transport; 3] = [
         Transport::RingbufReserve,
         Transport::RingbufOutput,
@@ -147,8 +150,11 @@ impl Default for PerfOpts {
 /// A transport with the settings only it has: a ring size cannot reach a perf array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportOptions {
+    /// [`Transport::RingbufReserve`] with its ring settings.
     RingbufReserve(RingOpts),
+    /// [`Transport::RingbufOutput`] with its ring settings.
     RingbufOutput(RingOpts),
+    /// [`Transport::Perfbuf`] with its perf settings.
     Perfbuf(PerfOpts),
 }
 
@@ -179,6 +185,26 @@ impl TransportOptions {
     }
 
     /// Checks the settings before anything is loaded.
+    ///
+    /// # Errors
+    /// [`ConsumerError::PerfPages`] or [`ConsumerError::PerfWatermark`] for bad perf
+    /// settings, [`ConsumerError::RingSize`] for a ring size that is not a power of two and
+    /// a page multiple.
+    ///
+    /// ```
+    /// use rawsnoop::consumer::{PerfOpts, RingOpts, Transport, TransportOptions};
+    ///
+    /// assert!(Transport::Perfbuf.default_options().validate().is_ok());
+    /// let three_pages = TransportOptions::Perfbuf(PerfOpts { pages: 3, ..PerfOpts::default() });
+    /// assert!(three_pages.validate().is_err());
+    /// let one_mib = TransportOptions::RingbufReserve(RingOpts { size: Some(1 << 20) });
+    /// assert!(one_mib.validate().is_ok());
+    /// let odd = TransportOptions::RingbufOutput(RingOpts { size: Some(1000) });
+    /// assert!(odd.validate().is_err());
+    /// // A ring size cannot reach a perf event array: `TransportOptions::Perfbuf` holds only
+    /// // `PerfOpts`.
+    /// assert_eq!(three_pages.ring(), None);
+    /// ```
     pub fn validate(&self) -> Result<(), ConsumerError> {
         let ps = crate::sys::mmap::page_size();
         match self {
@@ -204,16 +230,28 @@ pub enum Record<'a> {
     /// A record's payload, borrowed for the callback only. `cpu` is the perf ring's CPU
     /// (`None` for the ring buffer, which is shared by all CPUs). Perf samples carry the
     /// kernel's padding: up to 7 bytes after what the program wrote.
-    Sample { cpu: Option<u32>, data: &'a [u8] },
+    Sample {
+        /// The perf ring's CPU; `None` for the ring buffer.
+        cpu: Option<u32>,
+        /// The payload.
+        data: &'a [u8],
+    },
     /// The kernel dropped `count` samples on `cpu` because its perf ring was full
     /// (`PERF_RECORD_LOST`, written in front of the next record that fit).
-    Lost { cpu: u32, count: u64 },
+    Lost {
+        /// The CPU whose perf ring overflowed.
+        cpu: u32,
+        /// Samples dropped.
+        count: u64,
+    },
 }
 
 /// The reader over whichever ring the transport uses. All verbs are the same for both.
 #[derive(Debug)]
 pub enum Reader {
+    /// Over a `BPF_MAP_TYPE_RINGBUF`.
     Ring(RingBuf),
+    /// Over the per-CPU rings of a `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
     Perf(PerfBuf),
 }
 
@@ -232,6 +270,13 @@ impl From<PerfBuf> for Reader {
 impl Reader {
     /// Opens the reader `opts` asks for on `map` (a RINGBUF map for the ring buffer
     /// transports, whose data area is `max_entries` bytes; a PERF_EVENT_ARRAY for `Perfbuf`).
+    ///
+    /// # Errors
+    /// What [`TransportOptions::validate`] returns; [`ConsumerError::WrongRingMap`] or
+    /// [`ConsumerError::WrongPerfMap`] when `map` is not the kind `opts` names;
+    /// [`ConsumerError::RingInUse`], [`ConsumerError::Overwrite`] for rings we refuse;
+    /// [`ConsumerError::Io`]/[`ConsumerError::CpuIo`] when mmap, perf_event_open or epoll
+    /// fails.
     pub fn open(
         map: BorrowedFd<'_>,
         max_entries: u32,

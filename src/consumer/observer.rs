@@ -82,6 +82,7 @@ pub struct RingRecord {
 /// One perf ring record header as the walk read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerfRecordInfo {
+    /// The CPU whose ring holds the record.
     pub cpu: u32,
     /// Its position (free-running; `offset & (size - 1)` is the offset in the data area).
     pub offset: u64,

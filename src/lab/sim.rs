@@ -5,7 +5,7 @@
 //! head. Here heap memory laid out like the kernel's ring (consumer word, producer word, data
 //! area kept twice in a row as the double mapping would) is written by a Rust copy of the
 //! kernel's reserve/commit steps, and read by the consumer's own walk
-//! ([`crate::ringbuf::RingView::drain`], the code `RingBuf::consume` runs). Everything it
+//! (`crate::ringbuf::RingView::drain`, the code `RingBuf::consume` runs). Everything it
 //! prints says SIMULATED.
 //!
 //! [`lost_wakeup_demo`] is the other half of item 2: the real kernel ring, a stress producer,

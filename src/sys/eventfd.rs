@@ -19,9 +19,8 @@ impl EventFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is a fresh descriptor that nothing else owns.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(EventFd { fd })
     }
 
     /// Adds 1 to the counter (the fd becomes readable).

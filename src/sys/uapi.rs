@@ -53,7 +53,7 @@ pub const BPF_TRACE_ITER: u32 = 28;
 
 /// `src_reg` of an `ld_imm64` whose imm is a map fd.
 pub const BPF_PSEUDO_MAP_FD: u8 = 1;
-/// `src_reg` of an `ld_imm64` whose insn[0].imm is a map fd and insn[1].imm an offset into its value.
+/// `src_reg` of an `ld_imm64` whose `insn[0].imm` is a map fd and `insn[1].imm` an offset into its value.
 pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
 /// `src_reg` of a `call` to a bpf-to-bpf subprogram (imm = relative instruction offset).
 pub const BPF_PSEUDO_CALL: u8 = 1;

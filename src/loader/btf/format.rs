@@ -15,11 +15,11 @@ pub(crate) const MAX_OUTPUT: usize = 64 * 1024;
 /// ~30 MiB), so a hostile blob with many expensive types cannot make it run for minutes.
 const MAX_ALL_OUTPUT: usize = 64 * 1024 * 1024;
 /// `format_all`'s C-like budget: this many bytes per byte of BTF (types + strings), plus
-/// [`ALL_OUTPUT_BASE`], up to [`MAX_ALL_OUTPUT`].
+/// [`ALL_OUTPUT_BASE`], up to `MAX_ALL_OUTPUT` (64 MiB).
 pub const ALL_OUTPUT_PER_INPUT_BYTE: usize = 16;
 /// See [`ALL_OUTPUT_PER_INPUT_BYTE`].
 pub const ALL_OUTPUT_BASE: usize = 1024 * 1024;
-/// Longest raw line (`[id] KIND 'name' fields`) with a [`MAX_NAME`] name, for bounds in tests.
+/// Longest raw line (`[id] KIND 'name' fields`) with a `MAX_NAME` name, for bounds in tests.
 pub const MAX_RAW_LINE: usize = MAX_NAME + 160;
 /// How many anonymous struct/union/enum bodies may nest inside one another.
 const MAX_EXPAND_DEPTH: u32 = 8;

@@ -339,7 +339,7 @@ pub fn match_target(
     Ok(Some(t))
 }
 
-/// `struct task_struct.real_parent.tgid`-style description of a spec ("[3]" for array steps).
+/// `struct task_struct.real_parent.tgid`-style description of a spec ("\[3\]" for array steps).
 pub fn describe(btf: &Btf, spec: &Spec) -> String {
     let root = spec.root_type_id;
     let kind = match skip_mods(btf, root).map(|(_, t)| t.kind()) {

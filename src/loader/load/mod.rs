@@ -8,6 +8,8 @@
 //! - [`log`]: the verifier-log excerpt shown to the user;
 //! - [`error`]: why loading failed ([`LoadError`]).
 
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -29,14 +31,18 @@ pub use programs::{finalize_insns, raw_insns};
 /// A map living in the kernel.
 #[derive(Debug)]
 pub struct Map {
+    /// The definition it was created from, after finalising (sizes the kernel filled in).
     pub spec: MapSpec,
     fd: OwnedFd,
 }
 
 impl Map {
+    /// The map's fd, for `bpf(2)` calls and [`crate::consumer::Reader::open`].
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// The map's full name (the kernel keeps only its first 15 bytes).
     pub fn name(&self) -> &str {
         &self.spec.name
     }
@@ -58,13 +64,17 @@ impl Map {
 /// A program living in the kernel (not yet attached).
 #[derive(Debug)]
 pub struct Program {
+    /// Its FUNC symbol's name.
     pub name: String,
+    /// Its ELF section (`tp/sched/sched_process_exec`, ...).
     pub section: String,
+    /// Where [`crate::loader::attach::attach`] attaches it, parsed from the section.
     pub attach: crate::loader::spec::AttachPoint,
     fd: OwnedFd,
 }
 
 impl Program {
+    /// The program's fd, for attaching.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -114,10 +124,23 @@ pub struct Object {
 }
 
 impl Object {
+    /// Loads every map and program of `spec` with the object's own settings.
+    ///
+    /// # Errors
+    /// See [`Object::load_with`].
     pub fn load(spec: &ObjectSpec) -> Result<Object, LoadError> {
         Self::load_with(spec, &LoadOptions::default())
     }
 
+    /// Loads `spec` changed by `opts`: BTF (when the kernel takes it), then the maps, then
+    /// the programs `opts` selects.
+    ///
+    /// # Errors
+    /// [`LoadError::NoProgram`] for a name in [`LoadOptions::programs`] the object lacks;
+    /// [`LoadError::Permission`] without privilege; [`LoadError::BadMap`],
+    /// [`LoadError::MapCreate`], [`LoadError::MapInit`] for maps; [`LoadError::Reloc`],
+    /// [`LoadError::Core`], [`LoadError::CoreUnresolved`], [`LoadError::Verifier`],
+    /// [`LoadError::ProgLoad`], [`LoadError::Refused`] for programs.
     pub fn load_with(spec: &ObjectSpec, opts: &LoadOptions) -> Result<Object, LoadError> {
         if let Some(missing) = opts
             .programs
@@ -192,15 +215,19 @@ impl Object {
         })
     }
 
+    /// Every map, in the spec's order.
     pub fn maps(&self) -> &[Map] {
         &self.maps
     }
+    /// Every loaded program, in the spec's order.
     pub fn programs(&self) -> &[Program] {
         &self.programs
     }
+    /// The map called `name` (full name).
     pub fn map(&self, name: &str) -> Option<&Map> {
         self.maps.iter().find(|m| m.spec.name == name)
     }
+    /// The loaded program called `name`.
     pub fn program(&self, name: &str) -> Option<&Program> {
         self.programs.iter().find(|p| p.name == name)
     }

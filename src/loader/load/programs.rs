@@ -14,7 +14,7 @@ use crate::sys::{self, bpf};
 
 /// The instructions PROG_LOAD gets for `prog`: a copy of the linked instructions with every
 /// load-time rewrite applied, in order: CO-RE relocations against the target BTF (done first by
-/// [`load_program`] through `core::hook::Context::apply`, which returns the patched copy this
+/// `load_program` through `core::hook::Context::apply`, which returns the patched copy this
 /// function receives), then map relocations (fds of the created `maps`). Anything else that must
 /// change instructions before PROG_LOAD belongs here, and nowhere else.
 pub fn finalize_insns(prog: &ProgramSpec, maps: &[Map]) -> Result<Vec<Insn>, LoadError> {

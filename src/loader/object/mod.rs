@@ -1,7 +1,7 @@
 //! Object parsing, top to bottom: the ELF view ([`elf`](crate::loader::elf)) -> license,
 //! version, `.BTF` (+ DATASEC fixups) and `.BTF.ext` -> map definitions
-//! ([`maps`](crate::loader::maps)) -> each program linked with its `.text` subprograms
-//! ([`reloc`](crate::loader::reloc)) -> [`ObjectSpec`]. The one place that ties the parsing
+//! ([`crate::loader::maps`]) -> each program linked with its `.text` subprograms
+//! ([`crate::loader::reloc`]) -> [`ObjectSpec`]. The one place that ties the parsing
 //! modules together; none of them imports this one.
 
 use std::collections::HashMap;

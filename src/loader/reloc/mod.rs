@@ -1,6 +1,6 @@
 //! Relocations, both halves:
 //!
-//! - [`link`] (parse time, no kernel): each program's code plus its `.rel<section>` entries ->
+//! - `link` (parse time, no kernel): each program's code plus its `.rel<section>` entries ->
 //!   the final instruction stream with `.text` subprograms appended, and the map relocations
 //!   still to apply;
 //! - [`apply_map_relocs`] (load time, given the created maps' fds): those map relocations
