@@ -121,9 +121,13 @@ pub enum RelocKind {
 /// ones the kallsyms address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KsymReloc {
+    /// Index of the `ld_imm64`'s first half in `ProgramSpec::insns`.
     pub insn: usize,
+    /// The extern's name.
     pub name: String,
+    /// Declared with a type (`BPF_PSEUDO_BTF_ID`), not `void`.
     pub typed: bool,
+    /// `__weak`: a symbol the kernel lacks resolves to 0 instead of failing the load.
     pub weak: bool,
 }
 

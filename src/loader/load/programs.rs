@@ -260,6 +260,7 @@ mod tests {
             line_info_rec_size: 0,
             core_relos: Vec::new(),
             attach_btf_id: 0,
+            ksyms: Vec::new(),
         }
     }
 
