@@ -1,11 +1,19 @@
 // SPDX-License-Identifier: (MIT OR Apache-2.0)
 /*
- * Exec tracer, per-CPU perf buffers (BPF_MAP_TYPE_PERF_EVENT_ARRAY): the
- * fallback for kernels without the BPF ring buffer (< 5.8).  The record is
- * built in a per-CPU scratch slot and copied into this CPU's perf ring.
- * Uses bpf_probe_read_str (not _kernel_str, 5.5+) to keep old kernels.
+ * Exec tracer, per-CPU perf buffers (BPF_MAP_TYPE_PERF_EVENT_ARRAY): the fallback for
+ * kernels without the BPF ring buffer (< 5.8).  The record is built in a per-CPU scratch
+ * slot (or, with arguments, in the `execs` entry made at syscall entry) and copied into
+ * this CPU's perf ring, exactly header + args_size bytes.
+ * Uses bpf_probe_read / bpf_probe_read_str (not the _user/_kernel ones of 5.5+) to keep
+ * old kernels.
  */
 #include "rawsnoop.h"
+
+#define READ_KERNEL bpf_probe_read
+#define READ_KERNEL_STR bpf_probe_read_str
+#define READ_USER bpf_probe_read
+#define READ_USER_STR bpf_probe_read_str
+
 #include "event.h"
 #include "tracer.h"
 
@@ -28,24 +36,29 @@ struct {
 	__type(value, struct event);
 } heap SEC(".maps");
 
-SEC("tp/sched/sched_process_exec")
-int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+static __always_inline struct event *event_start(void)
 {
-	struct event *e;
 	int zero = 0;
-	if (filtered_out())
-		return 0;
 
-	e = bpf_map_lookup_elem(&heap, &zero);
-	if (!e) /* cannot happen: index 0 of a 1-entry array */
-		return 0;
-
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	bpf_probe_read_str(&e->filename, sizeof(e->filename), exec_filename(ctx));
-
-	/* < 0: no perf buffer open on this CPU, or its ring is full */
-	if (bpf_perf_event_output(ctx, &pb, BPF_F_CURRENT_CPU, e, sizeof(*e)) < 0)
-		record_drop();
-	return 0;
+	return bpf_map_lookup_elem(&heap, &zero);
 }
+
+static __always_inline void event_send(void *ctx, struct event *b)
+{
+	__u32 size = b->args_size;
+
+	if (size > FULL_MAX_ARGS_ARR)
+		size = FULL_MAX_ARGS_ARR;
+	/* -ENOSPC: this CPU's ring is full; -ENOENT: no perf buffer open on this CPU */
+	long err = bpf_perf_event_output(ctx, &pb, BPF_F_CURRENT_CPU, b, EVENT_HDR_SIZE + size);
+
+	if (err < 0)
+		record_drop(err);
+}
+
+static __always_inline void event_commit(void *ctx, struct event *e)
+{
+	event_send(ctx, e);
+}
+
+#include "exec_progs.h"

@@ -43,11 +43,15 @@ typedef unsigned long long __u64;
 #define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_PERCPU_HASH 5
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_CGROUP_ARRAY 8
+#define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
+
 
 /* ---- flags ------------------------------------------------------------- */
 /* bpf_map_update_elem */
 #define BPF_ANY 0
+#define BPF_NOEXIST 1
 /* bpf_perf_event_output: "the CPU this program runs on" */
 #define BPF_F_CURRENT_CPU 0xffffffffULL
 /* bpf_ringbuf_output / bpf_ringbuf_submit / bpf_ringbuf_discard */
@@ -65,7 +69,11 @@ static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 /* 2 */
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value,
 				   __u64 flags) = (void *)2;
-/* 5 */
+/* 3 */
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
+/* 4: any address (x86 has non-overlapping address spaces); for kernels before 5.5 */
+static long (*bpf_probe_read)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)4;
+/* 5: CLOCK_MONOTONIC, in ns */
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 /* 8 */
 static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
@@ -73,6 +81,16 @@ static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 /* 15: gid in the upper 32 bits, uid in the lower 32 */
 static __u64 (*bpf_get_current_uid_gid)(void) = (void *)15;
+/* 35: the current task_struct, as an opaque kernel address */
+static __u64 (*bpf_get_current_task)(void) = (void *)35;
+/* 80: the cgroup v2 id (kernfs inode number) of the current task, Linux >= 4.18 */
+static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
+/* 112..114: user / kernel memory, Linux >= 5.5 */
+static long (*bpf_probe_read_user)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)112;
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
+static long (*bpf_probe_read_user_str)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)114;
+/* 37: 1 if the current task is in the cgroup at map[index] or below it, 0 if not */
+static long (*bpf_current_task_under_cgroup)(void *map, __u32 index) = (void *)37;
 /* 16 */
 static long (*bpf_get_current_comm)(void *buf, __u32 size_of_buf) = (void *)16;
 /* 25 */
@@ -127,5 +145,43 @@ _Static_assert(__builtin_offsetof(struct trace_event_raw_sched_process_exec, pid
 	       "pid at offset 12");
 _Static_assert(__builtin_offsetof(struct trace_event_raw_sched_process_exec, old_pid) == 16,
 	       "old_pid at offset 16");
+
+/*
+ * syscalls/sys_enter_execve and sys_enter_execveat (Linux 5.10 .. 7.3 agree):
+ *   int __syscall_nr offset 8; then each argument as 8 bytes from offset 16.
+ * execve(filename, argv, envp): args[0], args[1], args[2].
+ * execveat(fd, filename, argv, envp, flags): args[0] .. args[4].
+ */
+struct trace_event_raw_sys_enter {
+	struct trace_entry ent;
+	int __syscall_nr;
+	int __pad;
+	unsigned long args[6];
+};
+
+/* syscalls/sys_exit_*: int __syscall_nr offset 8, long ret offset 16. */
+struct trace_event_raw_sys_exit {
+	struct trace_entry ent;
+	int __syscall_nr;
+	int __pad;
+	long ret;
+};
+
+/*
+ * sched/sched_process_exit: char comm[16] offset 8, pid_t pid offset 24 (5.10 .. 7.3; 6.16+
+ * appends group_dead, which we do not read).
+ */
+struct trace_event_raw_sched_process_template {
+	struct trace_entry ent;
+	char comm[16];
+	int pid;
+};
+
+_Static_assert(__builtin_offsetof(struct trace_event_raw_sys_enter, args) == 16,
+	       "sys_enter args at offset 16");
+_Static_assert(__builtin_offsetof(struct trace_event_raw_sys_exit, ret) == 16,
+	       "sys_exit ret at offset 16");
+_Static_assert(__builtin_offsetof(struct trace_event_raw_sched_process_template, pid) == 24,
+	       "sched_process_exit pid at offset 24");
 
 #endif /* RAWSNOOP_H */

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: (MIT OR Apache-2.0) */
 /*
- * tracer.h: what the three exec tracers share besides struct event: the
- * `drops` counter, so that a record the kernel could not take (ring full,
- * no perf buffer on this CPU, ...) is counted instead of silently lost.
- * Userspace reads drops[0] and reports it.
+ * tracer.h: what the three exec tracers share besides struct event: the lost-record
+ * counters, the filters and options user space writes into .rodata before load, and
+ * the reads of the current task_struct.
+ *
+ * Before including it, a program defines READ_KERNEL / READ_USER / READ_USER_STR (the
+ * ringbuf tracers use the exact helpers of Linux >= 5.5, the perf buffer tracer the old
+ * generic ones so it keeps older kernels).
  */
 #ifndef RAWSNOOP_TRACER_H
 #define RAWSNOOP_TRACER_H
@@ -11,36 +14,106 @@
 #include "rawsnoop.h"
 #include "event.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
+/*
+ * Records the kernel refused, by cause, in .bss: user space reads them through a read-only
+ * mmap of the .bss map (created BPF_F_MMAPABLE), so counting losses costs it no map
+ * syscall. (A map syscall holds the CPU's bpf_prog_active; if the task is preempted there,
+ * classic tracepoint programs on that CPU are skipped: the syscall would cause the very
+ * misses it reports.)
+ *   lost_full:  the ring (or this CPU's perf ring) was full. For the perf buffer the kernel
+ *               also writes a PERF_RECORD_LOST for these, later: user space reconciles.
+ *   lost_other: any other refusal (no perf ring open on this CPU, ...).
+ */
+__u64 lost_full = 0;
+__u64 lost_other = 0;
 
-/* Count one lost record in drops[0] (atomic: several CPUs may drop at once). */
-static __always_inline void record_drop(void)
+#define RAWSNOOP_ENOSPC 28
+#define RAWSNOOP_EAGAIN 11
+
+/* Count one lost record (atomic: several CPUs may drop at once). err: the helper's return;
+ * 0 for a failed bpf_ringbuf_reserve. */
+static __always_inline void record_drop(long err)
 {
-	__u32 zero = 0;
-	__u64 *count = bpf_map_lookup_elem(&drops, &zero);
-
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	if (err == 0 || err == -RAWSNOOP_ENOSPC || err == -RAWSNOOP_EAGAIN)
+		__sync_fetch_and_add(&lost_full, 1);
+	else
+		__sync_fetch_and_add(&lost_other, 1);
 }
 
+/* The cgroup of --cgroup (see filter_cgroup). */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} cgroup_filter SEC(".maps");
+
 /*
- * Filters user space sets before loading. `const volatile` puts them in .rodata,
- * which the loader turns into a one-entry array map, writes, then freezes; the
+ * Filters and options user space sets before loading. `const volatile` puts them in
+ * .rodata, which the loader turns into a one-entry array map, writes, then freezes; the
  * verifier then knows the values and drops the branches they rule out.
  * FILTER_NONE means "no filter".
  */
 #define FILTER_NONE ((__u32)-1)
 const volatile __u32 filter_uid = FILTER_NONE;
+const volatile __u32 filter_pid = FILTER_NONE;	/* tgid */
+const volatile __u32 filter_ppid = FILTER_NONE;	/* tgid of the real parent */
+/*
+ * cgroup v2: 1 = only tasks in the cgroup user space puts in cgroup_filter[0] (a directory
+ * fd), or below it. bpf_current_task_under_cgroup works for tracepoints on every kernel we
+ * support (bpf_get_current_ancestor_cgroup_id does not on 5.10).
+ */
+const volatile __u32 filter_cgroup = 0;
+/* what to trace besides successful execs */
+const volatile __u32 want_args = 0;	/* argv read at sys_enter_execve(at) */
+const volatile __u32 want_failed = 0;	/* failed execs, from sys_exit_execve(at) */
+const volatile __u32 want_exit = 0;	/* remember exec times for EXIT durations */
+const volatile __u32 max_args = DEFAULT_MAXARGS;
+/*
+ * Field offsets in struct task_struct on the running kernel, which user space reads
+ * from /sys/kernel/btf/vmlinux (0: unknown, the field is then reported as -1).
+ */
+const volatile __u32 task_real_parent_off = 0;
+const volatile __u32 task_tgid_off = 0;
+const volatile __u32 task_exit_code_off = 0;
 
-/* True when this exec should not be reported. */
+/* The real parent's tgid, or -1 when the offsets are unknown. */
+static __always_inline int current_ppid(void)
+{
+	__u64 task = bpf_get_current_task();
+	__u64 parent = 0;
+	int ppid = -1;
+
+	if (!task_real_parent_off || !task_tgid_off)
+		return -1;
+	READ_KERNEL(&parent, sizeof(parent), (const void *)(task + task_real_parent_off));
+	if (parent)
+		READ_KERNEL(&ppid, sizeof(ppid), (const void *)(parent + task_tgid_off));
+	return ppid;
+}
+
+/* The current task's exit_code (code << 8 | signal), or -1 when unknown. */
+static __always_inline int current_exit_code(void)
+{
+	__u64 task = bpf_get_current_task();
+	int code = -1;
+
+	if (!task_exit_code_off)
+		return -1;
+	READ_KERNEL(&code, sizeof(code), (const void *)(task + task_exit_code_off));
+	return code;
+}
+
+/* True when the current task should not be reported. */
 static __always_inline int filtered_out(void)
 {
 	if (filter_uid != FILTER_NONE && (__u32)bpf_get_current_uid_gid() != filter_uid)
+		return 1;
+	if (filter_pid != FILTER_NONE && (__u32)(bpf_get_current_pid_tgid() >> 32) != filter_pid)
+		return 1;
+	if (filter_ppid != FILTER_NONE && (__u32)current_ppid() != filter_ppid)
+		return 1;
+	if (filter_cgroup && bpf_current_task_under_cgroup(&cgroup_filter, 0) != 1)
 		return 1;
 	return 0;
 }

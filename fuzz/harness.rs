@@ -20,12 +20,38 @@ pub fn check_message(what: &str, msg: &str) {
     );
 }
 
-/// `parse_object`: bytes -> `ObjectSpec::parse`, and on success `inspect::describe` with instructions.
+/// What `inspect::describe` may print for an input of `len` bytes: its listing budget, the BTF
+/// listing's, and a line per section/map/program/type (all linear in `len`). Time is bounded by
+/// the same argument (the fuzzer runs with `-timeout`; see fuzz/README.md).
+pub fn describe_bound(len: usize) -> usize {
+    use rawsnoop::loader::btf::format::{ALL_OUTPUT_BASE, ALL_OUTPUT_PER_INPUT_BYTE, MAX_RAW_LINE};
+    rawsnoop::inspect::OUTPUT_BASE
+        + ALL_OUTPUT_BASE
+        + len * (rawsnoop::inspect::OUTPUT_PER_CODE_BYTE + ALL_OUTPUT_PER_INPUT_BYTE)
+        + (len / 12 + 16) * MAX_RAW_LINE
+}
+
+/// `parse_object`: bytes -> `ObjectSpec::parse`, and on success `inspect::describe` with
+/// instructions, whose output must stay within [`describe_bound`] and contain no raw control
+/// characters but line breaks (everything from the object is escaped).
 pub fn parse_object(data: &[u8]) -> Outcome {
     match ObjectSpec::parse(data) {
         Ok(spec) => {
-            let text = rawsnoop::inspect::describe("fuzz.bpf.o", &spec, true);
-            assert!(!text.is_empty(), "describe returned nothing");
+            for with_insns in [true, false] {
+                let text = rawsnoop::inspect::describe("fuzz.bpf.o", &spec, with_insns);
+                assert!(!text.is_empty(), "describe returned nothing");
+                let bound = describe_bound(data.len());
+                assert!(
+                    text.len() <= bound,
+                    "describe printed {} bytes for a {}-byte input (bound {bound})",
+                    text.len(),
+                    data.len()
+                );
+                assert!(
+                    !text.chars().any(|c| c.is_control() && c != '\n'),
+                    "describe printed a raw control character"
+                );
+            }
             Ok(())
         }
         Err(e) => {
@@ -64,7 +90,19 @@ pub fn parse_btf(data: &[u8]) -> Outcome {
             return Err(msg);
         }
     };
-    let _ = btf.format_all();
+    let all = btf.format_all();
+    let bound = btf.format_all_budget()
+        + (btf.types_len() as usize) * rawsnoop::loader::btf::format::MAX_RAW_LINE;
+    assert!(
+        all.len() <= bound,
+        "format_all printed {} bytes for a {}-byte input (bound {bound})",
+        all.len(),
+        data.len()
+    );
+    assert!(
+        !all.chars().any(|c| c.is_control() && c != '\n'),
+        "format_all printed a raw control character"
+    );
 
     // A parsed BTF re-encodes into something that parses again to the same types and strings.
     let bytes = btf.to_bytes();
@@ -109,6 +147,46 @@ pub fn parse_btf(data: &[u8]) -> Outcome {
                 return Err(msg);
             }
         }
+    }
+    Ok(())
+}
+
+/// `core_relo`: bytes -> `ObjectSpec::parse`, then every program's CO-RE records relocated against
+/// the object's own BTF as the target (so the fuzzer's records meet real type graphs), and
+/// `inspect --core`'s text. Each failing record must give one clear error; nothing may panic.
+pub fn core_relo(data: &[u8]) -> Outcome {
+    use rawsnoop::loader::core::{relocate_each, TargetBtf};
+    let spec = match ObjectSpec::parse(data) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = e.to_string();
+            check_message("ObjectSpec::parse", &msg);
+            return Err(msg);
+        }
+    };
+    let Some(local) = spec.btf.as_ref() else {
+        return Ok(());
+    };
+    let target = TargetBtf::from_btf("fuzz-target", local.clone());
+    for p in &spec.programs {
+        let mut insns = p.insns.clone();
+        for r in relocate_each(
+            &p.name,
+            &mut insns,
+            &p.core_relos,
+            local,
+            &p.line_info,
+            Some(&target),
+        ) {
+            if let Err(e) = r {
+                check_message("CO-RE relocation", &e.to_string());
+            }
+        }
+        assert_eq!(
+            insns.len(),
+            p.insns.len(),
+            "relocation changed the program length"
+        );
     }
     Ok(())
 }

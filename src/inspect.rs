@@ -2,10 +2,17 @@
 //! (type, attach point, instructions with the C source lines from BTF), maps, relocations and
 //! BTF types in a C-like form. Pure: reads an [`ObjectSpec`], never the kernel.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::escape::{escape_name, escape_str};
+
+mod maps;
+
 use crate::loader::btf::Btf;
-use crate::loader::spec::{AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec, RelocKind};
+use crate::loader::spec::{
+    AttachPoint, Insn, MapOrigin, ObjectSpec, ProgramSpec, RelocKind, SectionKind,
+};
 pub use crate::sys::uapi::{map_type_name, prog_type_name};
 
 /// Names of the helpers BPF tracing programs call most (`enum bpf_func_id`).
@@ -140,31 +147,73 @@ pub fn format_insn(i: &Insn, next: Option<&Insn>) -> String {
 
 fn source_line(btf: Option<&Btf>, line_off: u32) -> String {
     btf.and_then(|b| b.string_at(line_off).ok())
-        .map(|s| s.trim().to_string())
+        .map(|s| escape_name(s.trim()))
         .unwrap_or_default()
 }
 
-fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
+/// `describe` prints at most this many bytes, plus [`OUTPUT_PER_CODE_BYTE`] per byte of code
+/// in the object (and the BTF listing, which has its own budget linear in the BTF), so a small
+/// hostile object (400 programs linking one big function, say) cannot print gigabytes.
+pub const OUTPUT_BASE: usize = 1024 * 1024;
+/// See [`OUTPUT_BASE`].
+pub const OUTPUT_PER_CODE_BYTE: usize = 32;
+
+/// Output left to spend on listings; past it, listings print one marker and stop.
+struct Budget {
+    limit: usize,
+    cut: bool,
+}
+
+impl Budget {
+    /// Whether `out` may grow; writes the marker the first time it may not.
+    fn ok(&mut self, out: &mut String) -> bool {
+        if out.len() <= self.limit {
+            return true;
+        }
+        if !self.cut {
+            self.cut = true;
+            let _ = writeln!(
+                out,
+                "      ... (listing cut: the output budget for this object is spent; \
+                 use --no-insns, or `inspect` one object at a time)"
+            );
+        }
+        false
+    }
+}
+
+fn write_program_header(out: &mut String, p: &ProgramSpec) {
     let attach = match &p.attach {
-        AttachPoint::Tracepoint { category, name } => format!("tracepoint {category}/{name}"),
+        AttachPoint::Tracepoint { category, name } => {
+            format!("tracepoint {}/{}", escape_name(category), escape_name(name))
+        }
+        AttachPoint::TpBtf { name } => format!("tp_btf {}", escape_name(name)),
+        AttachPoint::RawTracepoint { name } => format!("raw tracepoint {}", escape_name(name)),
         AttachPoint::None => "(none rawsnoop can attach)".to_string(),
     };
     let _ = writeln!(
         out,
         "  {} in section '{}': type {} ({}), attach {attach}, {} instructions, {} func_info, {} line_info",
-        p.name,
-        p.section,
+        escape_name(&p.name),
+        escape_name(&p.section),
         prog_type_name(p.prog_type),
         p.prog_type,
         p.insns.len(),
         p.func_info.len(),
         p.line_info.len()
     );
+}
+
+fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec, budget: &mut Budget) {
     let btf = spec.btf.as_ref();
+    let relocs: HashMap<usize, &RelocKind> = p.relocs.iter().map(|r| (r.insn, &r.kind)).collect();
     let mut lines = p.line_info.iter().peekable();
     let mut last_line = u32::MAX;
     let mut skip_next = false;
     for (idx, insn) in p.insns.iter().enumerate() {
+        if !budget.ok(out) {
+            return;
+        }
         if skip_next {
             skip_next = false;
             continue;
@@ -175,7 +224,7 @@ fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
             }
             let file = btf
                 .and_then(|b| b.string_at(l.file_name_off).ok())
-                .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
+                .map(|f| escape_name(f.rsplit('/').next().unwrap_or(f)))
                 .unwrap_or_default();
             if l.line_off != last_line {
                 let _ = writeln!(
@@ -191,12 +240,15 @@ fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
         }
         let next = p.insns.get(idx + 1);
         let mut text = format_insn(insn, next);
-        if let Some(r) = p.relocs.iter().find(|r| r.insn == idx) {
-            let (map, extra) = match r.kind {
-                RelocKind::Map { map } => (map, String::new()),
-                RelocKind::MapValue { map, offset } => (map, format!(" + {offset}")),
+        if let Some(kind) = relocs.get(&idx) {
+            let (map, extra) = match kind {
+                RelocKind::Map { map } => (*map, String::new()),
+                RelocKind::MapValue { map, offset } => (*map, format!(" + {offset}")),
             };
-            let name = spec.maps.get(map).map_or("?", |m| m.name.as_str());
+            let name = spec
+                .maps
+                .get(map)
+                .map_or("?".into(), |m| escape_name(&m.name));
             text = format!(
                 "r{} = &map '{name}'{extra}   (relocated at load)",
                 insn.dst()
@@ -208,10 +260,26 @@ fn write_program(out: &mut String, spec: &ObjectSpec, p: &ProgramSpec) {
 }
 
 /// The whole explanation of an object; `name` labels it (a path or a built-in's name).
+/// Everything from the object is escaped ([`crate::escape`]); the output is bounded
+/// (see [`OUTPUT_BASE`]).
 pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
+    let code_bytes: u64 = spec
+        .sections
+        .iter()
+        .filter(|s| s.kind == SectionKind::Program)
+        .map(|s| s.size)
+        .sum();
+    let mut budget = Budget {
+        limit: OUTPUT_BASE.saturating_add(
+            usize::try_from(code_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(OUTPUT_PER_CODE_BYTE),
+        ),
+        cut: false,
+    };
     let mut out = String::new();
-    let _ = writeln!(out, "object {name}");
-    let _ = writeln!(out, "  license: {:?}", spec.license);
+    let _ = writeln!(out, "object {}", escape_name(name));
+    let _ = writeln!(out, "  license: \"{}\"", escape_name(&spec.license));
     if spec.kern_version != 0 {
         let v = spec.kern_version;
         let _ = writeln!(
@@ -228,7 +296,7 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
             out,
             "  [{:2}] {:<36} {:<8} {:>8} bytes",
             s.index,
-            s.name,
+            escape_name(&s.name),
             s.kind.as_str(),
             s.size
         );
@@ -248,32 +316,41 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
         let _ = writeln!(
             out,
             "  {:<16} {:<17} key {:>3} B  value {:>5} B  max_entries {entries}  flags {:#x}  ({origin}, section {}){}",
-            m.name,
+            escape_name(&m.name),
             map_type_name(m.map_type),
             m.key_size,
             m.value_size,
             m.flags,
-            m.section,
+            escape_name(&m.section),
             if m.freeze { ", frozen after load" } else { "" }
         );
     }
+    maps::teach_within(
+        &mut out,
+        spec,
+        crate::sys::mmap::page_size() as u64,
+        crate::sys::cpus::possible_cpus().map_or(1, |c| c.len() as u64),
+        budget.limit,
+    );
     let _ = writeln!(out, "\nprograms ({}):", spec.programs.len());
     for p in &spec.programs {
+        write_program_header(&mut out, p);
         if with_insns {
-            write_program(&mut out, spec, p);
-        } else {
-            let mut short = String::new();
-            write_program(&mut short, spec, p);
-            out.push_str(short.lines().next().unwrap_or(""));
-            out.push('\n');
+            write_program(&mut out, spec, p, &mut budget);
         }
         let _ = writeln!(out, "    relocations ({}):", p.relocs.len());
         for r in &p.relocs {
+            if !budget.ok(&mut out) {
+                break;
+            }
             let (map, what) = match r.kind {
                 RelocKind::Map { map } => (map, "map fd".to_string()),
                 RelocKind::MapValue { map, offset } => (map, format!("map value + {offset}")),
             };
-            let name = spec.maps.get(map).map_or("?", |m| m.name.as_str());
+            let name = spec
+                .maps
+                .get(map)
+                .map_or("?".into(), |m| escape_name(&m.name));
             let _ = writeln!(
                 out,
                 "      insn {:5}: ld_imm64 <- {what} of '{name}'",
@@ -282,11 +359,12 @@ pub fn describe(name: &str, spec: &ObjectSpec, with_insns: bool) -> String {
         }
     }
     for w in &spec.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        let _ = writeln!(out, "warning: {}", escape_str(w));
     }
     match &spec.btf {
         Some(btf) => {
             let _ = writeln!(out, "\nBTF types ({}):", btf.types_len().saturating_sub(1));
+            // format_all escapes the names it prints (one line per type).
             for l in btf.format_all().lines() {
                 let _ = writeln!(out, "  {l}");
             }

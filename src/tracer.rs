@@ -4,71 +4,26 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use crate::consumer::{ConsumerError, NoObserver, Observer, Reader, Record, TransportOptions};
 use crate::event::{self, EventLayout, EventRef, BUILTIN_LAYOUT};
 use crate::loader::attach::{self, AttachError, Link};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::spec::{AttachPoint, ObjectSpec, ParseError};
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, PerfRecord, Wakeup};
-use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::{self, bpf};
 
-/// How records travel from the BPF program to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `bpf_ringbuf_reserve()` + `bpf_ringbuf_submit()`: written in place, no copy.
-    RingbufReserve,
-    /// `bpf_ringbuf_output()`: built in a per-CPU scratch map, then copied in.
-    RingbufOutput,
-    /// `bpf_perf_event_output()`: one perf ring per CPU.
-    Perfbuf,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [
-        Transport::RingbufReserve,
-        Transport::RingbufOutput,
-        Transport::Perfbuf,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::RingbufReserve => "ringbuf-reserve",
-            Transport::RingbufOutput => "ringbuf",
-            Transport::Perfbuf => "perfbuf",
-        }
-    }
-
-    /// Parses a name from [`Transport::name`] (the CLI flag without its dashes).
-    pub fn from_name(s: &str) -> Option<Transport> {
-        Transport::ALL.into_iter().find(|t| t.name() == s)
-    }
-
-    /// The built-in object for this transport.
-    pub fn builtin_object(self) -> &'static [u8] {
-        match self {
-            Transport::RingbufReserve => crate::objects::RINGBUF_RESERVE,
-            Transport::RingbufOutput => crate::objects::RINGBUF_OUTPUT,
-            Transport::Perfbuf => crate::objects::PERFBUF_OUTPUT,
-        }
-    }
-
-    fn uses_ringbuf(self) -> bool {
-        self != Transport::Perfbuf
-    }
-}
+/// How records travel from the BPF program to us (defined with the consumers).
+pub use crate::consumer::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    #[error("reading the BPF object: {0}")]
+    #[error("reading the BPF object")]
     Parse(#[from] ParseError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
     Attach(#[from] AttachError),
-    #[error("ring buffer: {0}")]
-    RingBuf(#[from] RingBufError),
-    #[error("perf buffer: {0}")]
-    PerfBuf(#[from] PerfBufError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
     #[error(transparent)]
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
@@ -78,69 +33,137 @@ pub enum TracerError {
          kernels before 5.8): run it with sudo"
     )]
     NoPrivilege,
-    #[error("ringbuf needs Linux >= 5.8 and this kernel is {0}: use --perfbuf")]
-    NoRingbuf(String),
+    #[error(
+        "this kernel has no BPF ring buffer (creating a BPF_MAP_TYPE_RINGBUF map was refused; \
+         it came in Linux 5.8): use --perfbuf"
+    )]
+    NoRingbuf,
+    #[error(
+        "mapping the program's lost-record counters (.bss, BPF_F_MMAPABLE needs Linux >= 5.5)"
+    )]
+    Counters(#[source] std::io::Error),
+    #[error("--cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("probing for BPF ring buffer support")]
+    Probe(#[source] std::io::Error),
+}
+
+/// When a ring buffer record wakes the consumer (`bpf/ringbuf_wakeup.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingWakeup {
+    /// Flags 0: the kernel wakes us for a record when we had read everything before it.
+    Kernel,
+    /// `BPF_RB_NO_WAKEUP` unless `threshold` bytes wait or the last wakeup is older than
+    /// `interval`; then `BPF_RB_FORCE_WAKEUP`.
+    Adaptive { threshold: u64, interval: Duration },
+}
+
+/// A cgroup v2 to trace: its directory (the kernel checks "in it or below it").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupFilter {
+    pub path: std::path::PathBuf,
 }
 
 /// What to trace with.
 #[derive(Debug, Clone)]
 pub struct TracerOptions {
-    pub transport: Transport,
+    /// The transport and its own settings (ring size, or perf pages and wakeup).
+    pub transport: TransportOptions,
     /// A user's object instead of the built-in one (`--object`).
     pub object: Option<Vec<u8>>,
-    /// Perf buffer pages per CPU (power of two); the demo's 8 by default.
-    pub perf_pages: usize,
-    /// When the kernel wakes us for perf buffer data.
-    pub perf_wakeup: Wakeup,
-    /// Ring buffer size in bytes instead of the object's (power of two, page multiple).
-    pub ringbuf_size: Option<u32>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
+    /// Only this process (tgid) / the children of this one.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    /// Only tasks in this cgroup v2 or below it.
+    pub cgroup: Option<CgroupFilter>,
+    /// Read the arguments at sys_enter_execve(at).
+    pub args: bool,
+    /// Report failed execs (from sys_exit_execve(at)); implies reading the arguments.
+    pub failed: bool,
+    /// Report process exits.
+    pub exit: bool,
+    /// Arguments read per exec, 1..=60 (execsnoop's --max-args).
+    pub max_args: u32,
+    /// Ring buffer wakeups (the perf buffer uses `perf_wakeup`).
+    pub ring_wakeup: RingWakeup,
+    /// BTF that CO-RE relocations resolve against (`--btf`).
+    pub btf: crate::loader::core::BtfSource,
 }
 
 impl TracerOptions {
     pub fn new(transport: Transport) -> Self {
         TracerOptions {
-            transport,
+            transport: transport.default_options(),
             object: None,
-            perf_pages: 8,
-            perf_wakeup: Wakeup::Events(1),
-            ringbuf_size: None,
             uid: None,
+            pid: None,
+            ppid: None,
+            cgroup: None,
+            args: false,
+            failed: false,
+            exit: false,
+            max_args: 20,
+            ring_wakeup: RingWakeup::Kernel,
+            btf: crate::loader::core::BtfSource::Kernel,
         }
+    }
+
+    /// True when these options need rawsnoop's own programs (not a user's demo object).
+    fn needs_builtin(&self) -> bool {
+        self.pid.is_some()
+            || self.ppid.is_some()
+            || self.cgroup.is_some()
+            || self.args
+            || self.failed
+            || self.exit
     }
 }
 
-/// Data the tracer could not deliver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lost {
-    /// The kernel's perf ring on `cpu` was full: `count` samples dropped (PERF_RECORD_LOST).
-    PerfRing { cpu: u32, count: u64 },
-    /// The BPF program could not reserve/output `count` records (ring full), per its `drops` map.
-    Bpf { count: u64 },
+mod kernel;
+mod losses;
+pub use kernel::{task_offsets, Clock};
+use losses::Losses;
+pub use losses::Lost;
+
+/// Where the program's lost-record counters are read.
+enum Counters {
+    /// The built-in objects: `lost_full` and `lost_other` in .bss, mmap'd read-only.
+    Mapped {
+        map: sys::mmap::Mmap,
+        full: usize,
+        other: usize,
+    },
+    /// A user's object with the demo-era `drops` array (one u64): a map lookup, at most
+    /// once a second (a map syscall can make the kernel skip tracepoint programs).
+    DropsMap,
+    None,
 }
 
-enum Source {
-    Ring(RingBuf),
-    Perf(PerfBuf),
-}
+/// How often the counters read by syscall (recursion misses, a user's `drops` map) are read.
+const SYSCALL_COUNTERS_EVERY: Duration = Duration::from_millis(1000);
 
 /// A running tracer. Dropping it detaches the program and frees everything.
 pub struct Tracer {
     // Field order is drop order: detach first, then the consumer, then the maps.
-    link: Link,
-    source: Source,
+    links: Vec<Link>,
+    reader: Reader,
     object: Object,
     layout: EventLayout,
-    drops_reported: u64,
-    perf_lost: u64,
+    counters: Counters,
+    losses: Losses,
+    /// Last reading of the syscall-read counters: (when, drops map, recursion misses).
+    slow: (Option<std::time::Instant>, u64, u64),
     pub warnings: Vec<String>,
 }
 
 /// True when this process can load BPF and attach tracepoints.
 pub fn has_privilege() -> bool {
-    use sys::kernel::{has_capability, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
-    has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
+    sys::kernel::has_bpf_privilege()
 }
 
 fn find_program(spec: &ObjectSpec) -> Option<&str> {
@@ -173,9 +196,11 @@ impl Tracer {
         if !has_privilege() {
             return Err(TracerError::NoPrivilege);
         }
+        opts.transport.validate()?;
+        let transport = opts.transport.transport();
         let bytes: &[u8] = match &opts.object {
             Some(b) => b,
-            None => opts.transport.builtin_object(),
+            None => transport.builtin_object(),
         };
         let spec = ObjectSpec::parse(bytes)?;
         let prog_name = find_program(&spec)
@@ -185,7 +210,7 @@ impl Tracer {
                 )
             })?
             .to_string();
-        let (map_type, preferred) = if opts.transport.uses_ringbuf() {
+        let (map_type, preferred) = if transport.uses_ringbuf() {
             (bpf::BPF_MAP_TYPE_RINGBUF, "rb")
         } else {
             (bpf::BPF_MAP_TYPE_PERF_EVENT_ARRAY, "pb")
@@ -194,75 +219,222 @@ impl Tracer {
             .ok_or_else(|| {
                 TracerError::Missing(format!(
                     "{} map for --{}",
-                    if opts.transport.uses_ringbuf() {
+                    if transport.uses_ringbuf() {
                         "BPF_MAP_TYPE_RINGBUF"
                     } else {
                         "BPF_MAP_TYPE_PERF_EVENT_ARRAY"
                     },
-                    opts.transport.name()
+                    transport.name()
                 ))
             })?
             .to_string();
-        let layout = match &spec.btf {
-            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(BUILTIN_LAYOUT),
-            None => BUILTIN_LAYOUT,
+        // Without a BTF `struct event`: ours for the built-in objects, the demo's otherwise.
+        let fallback = if opts.object.is_some() {
+            event::DEMO_LAYOUT
+        } else {
+            BUILTIN_LAYOUT
         };
-        if opts.transport.uses_ringbuf() {
-            if let Some(v) =
-                sys::kernel::version().filter(|v| *v < sys::kernel::KernelVersion(5, 8, 0))
-            {
-                return Err(TracerError::NoRingbuf(v.to_string()));
-            }
+        let layout = match &spec.btf {
+            Some(btf) => event::layout_from_btf(btf)?.unwrap_or(fallback),
+            None => fallback,
+        };
+        if transport.uses_ringbuf()
+            && !sys::probe::ringbuf_supported().map_err(TracerError::Probe)?
+        {
+            return Err(TracerError::NoRingbuf);
         }
-        let mut load_opts = LoadOptions::default();
-        if let Some(size) = opts.ringbuf_size {
+        if opts.object.is_some() && opts.needs_builtin() {
+            return Err(TracerError::Missing(
+                "rawsnoop's programs and event (--object takes the demo's program; --pid, \
+                 --ppid, --cgroup, arguments, failed execs and --exit need the built-in objects)"
+                    .into(),
+            ));
+        }
+        // The programs the options need, EXEC last: an exec is then never seen by
+        // handle_exec before its syscall entry was recorded.
+        let want_args = opts.args || opts.failed;
+        let mut names: Vec<String> = Vec::new();
+        if want_args {
+            names.extend(
+                [
+                    "handle_enter_execve",
+                    "handle_enter_execveat",
+                    "handle_exit_execve",
+                    "handle_exit_execveat",
+                ]
+                .map(String::from),
+            );
+        }
+        if opts.exit {
+            names.push("handle_exit".into());
+        }
+        names.push(prog_name.clone());
+        // Resolve the tracepoints before anything is loaded (a missing or closed tracefs is
+        // reported first), and load only the programs we attach.
+        let mut tracepoints = Vec::with_capacity(names.len());
+        for name in &names {
+            let p = spec
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            tracepoints.push(attach::resolve(&p.attach, &p.name, &p.section)?);
+        }
+        let mut load_opts = LoadOptions {
+            programs: Some(names.clone()),
+            btf: opts.btf.clone(),
+            ..LoadOptions::default()
+        };
+        if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
             load_opts.max_entries.insert(map_name.clone(), size);
         }
+        // `.rodata` configuration: (name, bytes); a missing variable is an error only
+        // when the user asked for what it does.
+        let mut set = |name: &str, bytes: Vec<u8>, required: bool| -> Result<(), TracerError> {
+            match spec.global_var(name).filter(|v| v.size == bytes.len()) {
+                Some(var) => {
+                    load_opts.data_patches.push((var.section, var.offset, bytes));
+                    Ok(())
+                }
+                None if required => Err(TracerError::Missing(format!(
+                    "`const volatile` `{name}` ({} bytes) in .rodata (the built-in objects have it)",
+                    bytes.len()
+                ))),
+                None => Ok(()),
+            }
+        };
         if let Some(uid) = opts.uid {
-            let var = spec.global_var("filter_uid").filter(|v| v.size == 4).ok_or_else(|| {
-                TracerError::Missing(
-                    "`const volatile __u32 filter_uid` in .rodata, which --uid sets (the built-in objects have it)"
-                        .into(),
+            set("filter_uid", uid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(pid) = opts.pid {
+            set("filter_pid", pid.to_ne_bytes().to_vec(), true)?;
+        }
+        if let Some(ppid) = opts.ppid {
+            set("filter_ppid", ppid.to_ne_bytes().to_vec(), true)?;
+        }
+        // The cgroup directory is opened before anything is loaded (a bad path fails first).
+        let cgroup_dir = match &opts.cgroup {
+            Some(cg) => {
+                set("filter_cgroup", 1u32.to_ne_bytes().to_vec(), true)?;
+                Some(
+                    std::fs::File::open(&cg.path).map_err(|source| TracerError::Cgroup {
+                        path: cg.path.display().to_string(),
+                        source,
+                    })?,
                 )
-            })?;
-            load_opts
-                .data_patches
-                .push((var.section, var.offset, uid.to_ne_bytes().to_vec()));
+            }
+            None => None,
+        };
+        let want_args = opts.args || opts.failed;
+        set(
+            "want_args",
+            u32::from(want_args).to_ne_bytes().to_vec(),
+            want_args,
+        )?;
+        set(
+            "want_failed",
+            u32::from(opts.failed).to_ne_bytes().to_vec(),
+            opts.failed,
+        )?;
+        set(
+            "want_exit",
+            u32::from(opts.exit).to_ne_bytes().to_vec(),
+            opts.exit,
+        )?;
+        set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
+        let mut warnings = Vec::new();
+        if opts.object.is_none() {
+            match task_offsets() {
+                Some((parent, tgid, code)) => {
+                    set("task_real_parent_off", parent.to_ne_bytes().to_vec(), false)?;
+                    set("task_tgid_off", tgid.to_ne_bytes().to_vec(), false)?;
+                    set("task_exit_code_off", code.to_ne_bytes().to_vec(), false)?;
+                }
+                None => warnings.push(
+                    "no kernel BTF (/sys/kernel/btf/vmlinux): parent pids and exit codes are \
+                     unknown (shown as -1)"
+                        .to_string(),
+                ),
+            }
+        }
+        if let RingWakeup::Adaptive {
+            threshold,
+            interval,
+        } = opts.ring_wakeup
+        {
+            if transport.uses_ringbuf() {
+                let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+                // A user's object without these keeps the kernel's policy.
+                set("wakeup_policy", 1u32.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_threshold", threshold.to_ne_bytes().to_vec(), false)?;
+                set("wakeup_interval_ns", ns.to_ne_bytes().to_vec(), false)?;
+            }
+        }
+        let counter_vars = (spec.global_var("lost_full"), spec.global_var("lost_other"));
+        if let (Some(v), Some(_)) = &counter_vars {
+            load_opts.mmapable.push(v.section.clone());
         }
         let object = Object::load_with(&spec, &load_opts)?;
+        let counters = match counter_vars {
+            (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
+                let map = object
+                    .map(&full.section)
+                    .ok_or_else(|| TracerError::Missing(format!("map {}", full.section)))?
+                    .mmap_ro()
+                    .map_err(TracerError::Counters)?;
+                Counters::Mapped {
+                    map,
+                    full: full.offset,
+                    other: other.offset,
+                }
+            }
+            _ if object.map("drops").is_some() => Counters::DropsMap,
+            _ => Counters::None,
+        };
+        if let Some(dir) = &cgroup_dir {
+            use std::os::fd::AsRawFd;
+            let m = object
+                .map("cgroup_filter")
+                .ok_or_else(|| TracerError::Missing("map cgroup_filter".into()))?;
+            let fd = dir.as_raw_fd() as u32;
+            bpf::map_update_elem(m.fd(), &0u32.to_ne_bytes(), &fd.to_ne_bytes(), 0).map_err(
+                |source| TracerError::Cgroup {
+                    path: opts
+                        .cgroup
+                        .as_ref()
+                        .map(|c| c.path.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                },
+            )?;
+        }
         let map = object
             .map(&map_name)
             .ok_or_else(|| TracerError::Missing(format!("map {map_name}")))?;
-        let source = if opts.transport.uses_ringbuf() {
-            Source::Ring(RingBuf::new(map.fd(), map.spec.max_entries)?)
-        } else {
-            Source::Perf(PerfBuf::new(
-                map.fd(),
-                &PerfBufOptions {
-                    pages_per_cpu: opts.perf_pages,
-                    wakeup: opts.perf_wakeup,
-                },
-            )?)
-        };
-        let prog = object
-            .program(&prog_name)
-            .ok_or_else(|| TracerError::Missing(format!("program {prog_name}")))?;
-        let link = attach::attach(prog)?;
-        let warnings = object.warnings.clone();
+        let reader = Reader::open(map.fd(), map.spec.max_entries, &opts.transport)?;
+        let mut links = Vec::with_capacity(names.len());
+        for (name, tp) in names.iter().zip(&tracepoints) {
+            let prog = object
+                .program(name)
+                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+            links.push(attach::attach_resolved(prog, tp)?);
+        }
+        // Dropped first: detach handle_exec before the syscall programs.
+        links.reverse();
+        warnings.extend(object.warnings.iter().cloned());
         Ok(Tracer {
-            link,
-            source,
+            links,
+            reader,
             object,
             layout,
-            drops_reported: 0,
-            perf_lost: 0,
+            counters,
+            losses: Losses::new(!transport.uses_ringbuf()),
+            slow: (None, 0, 0),
             warnings,
         })
     }
 
     /// How the program is attached (`bpf_link` or `perf_event_ioctl`).
     pub fn link_kind(&self) -> &'static str {
-        self.link.kind()
+        self.links.first().map_or("none", Link::kind)
     }
 
     pub fn object(&self) -> &Object {
@@ -275,66 +447,94 @@ impl Tracer {
     pub fn poll<E, L>(
         &mut self,
         timeout: Option<Duration>,
+        on_event: E,
+        on_lost: L,
+    ) -> Result<usize, TracerError>
+    where
+        E: FnMut(EventRef<'_>) -> ControlFlow<()>,
+        L: FnMut(Lost),
+    {
+        self.poll_observed(timeout, &mut NoObserver, on_event, on_lost)
+    }
+
+    /// [`Tracer::poll`] with the consumer's steps reported to `obs` (the ring view, stats).
+    pub fn poll_observed<O, E, L>(
+        &mut self,
+        timeout: Option<Duration>,
+        obs: &mut O,
         mut on_event: E,
         mut on_lost: L,
     ) -> Result<usize, TracerError>
     where
+        O: Observer,
         E: FnMut(EventRef<'_>) -> ControlFlow<()>,
         L: FnMut(Lost),
     {
         let layout = self.layout;
         let mut bad: Option<event::EventError> = None;
         let mut events = 0usize;
-        // One record's bytes -> an event for the caller, or stop at a malformed one.
-        let mut deliver = |raw: &[u8]| match EventRef::parse(raw, &layout) {
-            Ok(e) => {
-                events += 1;
-                on_event(e)
+        let losses = &mut self.losses;
+        self.reader.poll_observed(timeout, obs, |rec| match rec {
+            Record::Sample { data, .. } => match EventRef::parse(data, &layout) {
+                Ok(e) => {
+                    events += 1;
+                    on_event(e)
+                }
+                Err(err) => {
+                    bad = Some(err);
+                    ControlFlow::Break(())
+                }
+            },
+            Record::Lost { cpu, count } => {
+                if let Some(l) = losses.on_perf_lost(cpu, count) {
+                    on_lost(l);
+                }
+                ControlFlow::Continue(())
             }
-            Err(err) => {
-                bad = Some(err);
-                ControlFlow::Break(())
-            }
-        };
-        match &mut self.source {
-            Source::Ring(rb) => {
-                rb.poll(timeout, deliver)?;
-            }
-            Source::Perf(pb) => {
-                let perf_lost = &mut self.perf_lost;
-                pb.poll(timeout, |rec| match rec {
-                    PerfRecord::Sample { data, .. } => deliver(data),
-                    PerfRecord::Lost { cpu, count } => {
-                        *perf_lost += count;
-                        on_lost(Lost::PerfRing { cpu, count });
-                        ControlFlow::Continue(())
-                    }
-                })?;
-            }
-        }
+        })?;
         if let Some(err) = bad {
             return Err(err.into());
         }
-        // Losses the BPF program counted. For the perf buffer, ring-full losses already
-        // came as PERF_RECORD_LOST: report only what goes beyond those.
-        let counted = self.bpf_drops();
-        let already = if matches!(self.source, Source::Perf(_)) {
-            self.perf_lost
-        } else {
-            0
-        };
-        let new = counted
-            .saturating_sub(already)
-            .saturating_sub(self.drops_reported);
-        if new > 0 {
-            self.drops_reported += new;
-            on_lost(Lost::Bpf { count: new });
-        }
+        self.report_counters(false, &mut on_lost);
         Ok(events)
     }
 
-    /// Total the BPF program failed to submit, from its `drops` map (0 if it has none).
-    pub fn bpf_drops(&self) -> u64 {
+    /// Reports what the counters add since the last call: the program's (every call: an
+    /// mmap read) and those read by syscall (at most once a second, or now with `force`).
+    /// Call with `force` once more before exiting, so the last losses are told.
+    pub fn report_counters<L: FnMut(Lost)>(&mut self, force: bool, on_lost: &mut L) {
+        let now = std::time::Instant::now();
+        let slow_due = force
+            || self
+                .slow
+                .0
+                .is_none_or(|t| now.duration_since(t) >= SYSCALL_COUNTERS_EVERY);
+        if slow_due {
+            self.slow.0 = Some(now);
+            if matches!(self.counters, Counters::DropsMap) {
+                self.slow.1 = self.drops_map();
+            }
+            self.slow.2 = self.recursion_misses();
+        }
+        let (full, other) = match &self.counters {
+            Counters::Mapped { map, full, other } => {
+                (read_counter(map, *full), read_counter(map, *other))
+            }
+            Counters::DropsMap => (self.slow.1, 0),
+            Counters::None => (0, 0),
+        };
+        for l in self.losses.on_counters(full, other, self.slow.2) {
+            on_lost(l);
+        }
+    }
+
+    /// Everything reported lost so far.
+    pub fn lost_total(&self) -> u64 {
+        self.losses.total()
+    }
+
+    /// The `drops` map of a user's object (0 if unreadable).
+    fn drops_map(&self) -> u64 {
         let Some(map) = self.object.map("drops") else {
             return 0;
         };
@@ -345,11 +545,45 @@ impl Tracer {
         }
     }
 
-    /// The consumer's epoll fd, to wait on several sources at once.
-    pub fn as_fd(&self) -> std::os::fd::RawFd {
-        match &self.source {
-            Source::Ring(rb) => rb.as_raw_fd(),
-            Source::Perf(pb) => pb.as_raw_fd(),
-        }
+    /// How often the kernel skipped the programs that send events (0 before Linux 5.12).
+    /// A skipped `handle_exec`/`handle_exit` is a lost event; a skipped syscall-exit program
+    /// loses a failed exec if it was one. A skipped syscall-entry program loses only the
+    /// arguments (the exec is still reported, with the kernel's filename), so it is not
+    /// counted.
+    pub fn recursion_misses(&self) -> u64 {
+        self.object
+            .programs()
+            .iter()
+            .filter(|p| !p.name.starts_with("handle_enter_"))
+            .filter_map(|p| bpf::prog_recursion_misses(p.fd()).ok().flatten())
+            .sum()
     }
+
+    /// The consumer's epoll fd, to wait on several sources at once.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.reader)
+    }
+
+    /// The consumer, for its counters (wakeups, unread bytes).
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+/// One u64 counter of the mmap'd .bss.
+fn read_counter(map: &sys::mmap::Mmap, off: usize) -> u64 {
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
+    if !off.is_multiple_of(8) || off + 8 > map.len() {
+        return 0;
+    }
+    // SAFETY: `off` is 8-aligned and inside the mapping (checked above; the mapping is
+    // page-aligned), which lives as long as `map`. The kernel's BPF program updates the
+    // value concurrently only with atomic adds, so an atomic load is the right access.
+    let cell = unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) };
+    // Pairs with the BPF program's __sync_fetch_and_add in record_drop (bpf/tracer.h),
+    // a BPF_ATOMIC add. A count only, no data published under it: Relaxed suffices; a
+    // PROT_READ mapping allows only plain loads, then fence(Acquire) per the project rule.
+    let v = cell.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    v
 }

@@ -167,3 +167,93 @@ fn ringbuf_reserve_verifier_rejection_shows_the_c_source_line() {
     // `ringbuf_mem_or_null` on new kernels, `alloc_mem_or_null` on 5.10/6.1.
     assert!(err.contains("invalid mem access"), "{err}");
 }
+
+#[test]
+fn ringbuf_reserve_object_with_an_unusable_extra_program_traces() {
+    // The extra `fentry/` program has no attach_btf_id: the kernel refuses it. Only the
+    // program rawsnoop attaches is loaded, so the object still traces.
+    foreign_object_traces(
+        "ringbuf_reserve_object_with_an_unusable_extra_program_traces",
+        "extra-fentry",
+        "--ringbuf-reserve",
+        true,
+    );
+}
+
+#[test]
+fn ringbuf_loading_every_program_says_what_the_kernel_refused() {
+    use rawsnoop::loader::load::{LoadError, LoadOptions, Object};
+    let test = "ringbuf_loading_every_program_says_what_the_kernel_refused";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let bytes = std::fs::read(object("extra-fentry", &dir.0)).expect("read object");
+    let spec = rawsnoop::loader::ObjectSpec::parse(&bytes).expect("parses");
+    // Everything: the fentry program is refused, and the error says why (not "run as root").
+    let err =
+        Object::load(&spec).expect_err("the fentry program cannot load without attach_btf_id");
+    assert!(
+        matches!(&err, LoadError::Refused { program, .. } if program == "unused_fentry"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("attach_btf_id") && text.contains("tracing"),
+        "{text}"
+    );
+    assert!(!text.contains("run as root"), "{text}");
+    // Only the program in use: loads, and the other is not there.
+    let obj = Object::load_with(&spec, &LoadOptions::default().only_program("handle_exec"))
+        .expect("the tracepoint program alone loads");
+    assert!(obj.program("handle_exec").is_some());
+    assert!(obj.program("unused_fentry").is_none());
+    assert_eq!(obj.programs().len(), 1);
+    // Asking for a program the object does not have is an error before anything loads.
+    let err = Object::load_with(&spec, &LoadOptions::default().only_program("nope"))
+        .expect_err("no such program");
+    assert!(
+        matches!(err, LoadError::NoProgram(ref n) if n == "nope"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn ringbuf_attach_refused_for_ctx_past_the_record_says_why() {
+    let test = "ringbuf_attach_refused_for_ctx_past_the_record_says_why";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    let obj = object("ctx-past-record", &dir.0);
+    let err = expect_clean_failure(
+        &["--ringbuf-reserve", "--object", obj.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        err.contains("reads its context past the end of the tracepoint's record"),
+        "{err}"
+    );
+    assert!(err.contains("sched_process_exec/format"), "{err}");
+}
+
+#[test]
+fn ringbuf_missing_tracepoint_is_reported_before_anything_loads() {
+    let test = "ringbuf_missing_tracepoint_is_reported_before_anything_loads";
+    if !transport_allowed(test, true) {
+        return;
+    }
+    let dir = TempDir::new(test);
+    // The program would also fail the verifier: resolving the tracepoint first means the
+    // user hears about the tracepoint, and the kernel never saw a map or a program.
+    let obj = object("missing-tracepoint", &dir.0);
+    let err = expect_clean_failure(
+        &["--ringbuf-reserve", "--object", obj.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        err.contains("rawsnoop_no_such_category/no_such_event does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("verifier"), "{err}");
+}

@@ -86,6 +86,13 @@ fn parse_btf_corpus_replays_without_panics() {
 }
 
 #[test]
+fn core_relo_corpus_replays_without_panics() {
+    let (ok, rejected) = replay("core_relo", harness::core_relo);
+    eprintln!("core_relo: {ok} parsed, {rejected} rejected");
+    assert!(ok > 0, "no corpus input parsed as an object");
+}
+
+#[test]
 fn btf_end_reads_header_in_both_byte_orders() {
     // hdr_len 24, types 0+8, strings 8+4: the blob ends at 24 + 12 = 36.
     let mut le = vec![0x9f, 0xeb, 1, 0];

@@ -17,7 +17,8 @@ use std::ops::ControlFlow;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use rawsnoop::perfbuf::{PerfBuf, PerfBufOptions, PerfRecord, Wakeup};
+use rawsnoop::consumer::{PerfOpts, Wakeup};
+use rawsnoop::perfbuf::{PerfBuf, PerfRecord};
 use rawsnoop::ringbuf::RingBuf;
 use rawsnoop::sys::bpf;
 use rawsnoop::sys::cpus;
@@ -374,8 +375,8 @@ fn perfbuf_reports_lost_samples() {
     })
     .expect("create perf event array");
     let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfBufOptions {
-        pages_per_cpu: 1,
+    let opts = PerfOpts {
+        pages: 1,
         wakeup: Wakeup::Events(1),
     };
     let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");

@@ -20,16 +20,10 @@ struct Want {
     max_entries: u32,
 }
 
-const EVENT_SIZE: u32 = 532;
+/// `sizeof(struct event)` (bpf/event.h): the demo's 532 bytes, our additions, 7680 of args.
+const EVENT_SIZE: u32 = 8264;
 
 fn expected_maps(t: Transport) -> Vec<Want> {
-    let drops = Want {
-        name: "drops",
-        map_type: bpf::BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-    };
     let heap = Want {
         name: "heap",
         map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
@@ -51,29 +45,76 @@ fn expected_maps(t: Transport) -> Vec<Want> {
         value_size: 4,
         max_entries: 0,
     };
-    // `const volatile __u32 filter_uid` (bpf/tracer.h) becomes a one-entry array.
-    let rodata = Want {
+    // The `const volatile` filters and options (bpf/tracer.h, bpf/ringbuf_wakeup.h) become
+    // a one-entry array; the ring buffer tracers add the wakeup policy's three.
+    let rodata = |value_size| Want {
         name: ".rodata",
         map_type: bpf::BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+    };
+    // `__u64 lost_full, lost_other` (bpf/tracer.h), and for the ring buffer tracers
+    // `__u64 last_wakeup_ns` (bpf/ringbuf_wakeup.h).
+    let bss = |value_size| Want {
+        name: ".bss",
+        map_type: bpf::BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+    };
+    let execs = Want {
+        name: "execs",
+        map_type: bpf::BPF_MAP_TYPE_LRU_HASH,
+        key_size: 4,
+        value_size: EVENT_SIZE,
+        max_entries: 1024,
+    };
+    let exec_start = Want {
+        name: "exec_start",
+        map_type: bpf::BPF_MAP_TYPE_LRU_HASH,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 16384,
+    };
+    // --cgroup's directory fd (bpf_current_task_under_cgroup).
+    let cgroup = Want {
+        name: "cgroup_filter",
+        map_type: bpf::BPF_MAP_TYPE_CGROUP_ARRAY,
         key_size: 4,
         value_size: 4,
         max_entries: 1,
     };
     match t {
-        Transport::RingbufReserve => vec![rb, drops, rodata],
-        Transport::RingbufOutput => vec![rb, heap, drops, rodata],
-        Transport::Perfbuf => vec![pb, heap, drops, rodata],
+        Transport::RingbufReserve | Transport::RingbufOutput => {
+            vec![rb, heap, rodata(64), bss(24), execs, exec_start, cgroup]
+        }
+        Transport::Perfbuf => vec![pb, heap, rodata(44), bss(16), execs, exec_start, cgroup],
     }
 }
 
 fn check_spec(t: Transport) -> ObjectSpec {
     let spec = ObjectSpec::parse(t.builtin_object()).expect("parse built-in object");
     assert_eq!(spec.license, "Dual BSD/GPL");
-    assert_eq!(spec.programs.len(), 1, "{t:?}: one program");
-    let p = &spec.programs[0];
-    assert_eq!(p.name, "handle_exec");
+    let names: BTreeSet<&str> = spec.programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "handle_exec",
+            "handle_exit",
+            "handle_enter_execve",
+            "handle_enter_execveat",
+            "handle_exit_execve",
+            "handle_exit_execveat",
+        ]),
+        "{t:?}: programs"
+    );
+    for p in &spec.programs {
+        assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT, "{}", p.name);
+        assert!(!p.insns.is_empty());
+    }
+    let p = spec.program("handle_exec").unwrap();
     assert_eq!(p.section, "tp/sched/sched_process_exec");
-    assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT);
     assert_eq!(
         p.attach,
         AttachPoint::Tracepoint {
@@ -81,7 +122,6 @@ fn check_spec(t: Transport) -> ObjectSpec {
             name: "sched_process_exec".into()
         }
     );
-    assert!(!p.insns.is_empty());
     let want = expected_maps(t);
     assert_eq!(
         spec.maps.len(),
@@ -100,36 +140,36 @@ fn check_spec(t: Transport) -> ObjectSpec {
             w.name
         );
     }
-    // Every relocation sits on an ld_imm64 and names a map; every map is referenced, the
-    // global data by value (offset of filter_uid), the others by fd.
+    // Every relocation sits on an ld_imm64 and names a map; every map is referenced by
+    // some program, the global data by value (inside the section), the others by fd.
     let mut referenced = BTreeSet::new();
     let filter = spec
         .global_var("filter_uid")
         .expect("filter_uid in .rodata");
     assert_eq!((filter.section.as_str(), filter.size), (".rodata", 4));
-    for r in &p.relocs {
-        let insn = p.insns[r.insn];
-        assert!(
-            insn.is_ld_imm64(),
-            "{t:?}: relocation at {} is on opcode {:#x}",
-            r.insn,
-            insn.code
-        );
-        match r.kind {
-            RelocKind::Map { map } => {
-                assert_ne!(
-                    spec.maps[map].name, ".rodata",
-                    "{t:?}: global data is referenced by value"
-                );
-                referenced.insert(spec.maps[map].name.clone());
-            }
-            RelocKind::MapValue { map, offset } => {
-                assert_eq!(spec.maps[map].name, ".rodata", "{t:?}");
-                assert_eq!(
-                    offset as usize, filter.offset,
-                    "{t:?}: points at filter_uid"
-                );
-                referenced.insert(spec.maps[map].name.clone());
+    for p in &spec.programs {
+        for r in &p.relocs {
+            let insn = p.insns[r.insn];
+            assert!(
+                insn.is_ld_imm64(),
+                "{t:?}: relocation at {} is on opcode {:#x}",
+                r.insn,
+                insn.code
+            );
+            match r.kind {
+                RelocKind::Map { map } => {
+                    assert!(
+                        !spec.maps[map].name.starts_with('.'),
+                        "{t:?}: global data is referenced by value"
+                    );
+                    referenced.insert(spec.maps[map].name.clone());
+                }
+                RelocKind::MapValue { map, offset } => {
+                    let m = &spec.maps[map];
+                    assert!(m.name.starts_with('.'), "{t:?}: {}", m.name);
+                    assert!(offset < m.value_size, "{t:?}: {} + {offset}", m.name);
+                    referenced.insert(m.name.clone());
+                }
             }
         }
     }
@@ -306,4 +346,125 @@ fn inspect_explains_builtin_and_foreign_objects() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn perf_link_support_is_probed() {
+    use rawsnoop::loader::attach;
+    if !common::bpf_allowed("perf_link_support_is_probed") {
+        return;
+    }
+    let probed = attach::perf_link_supported();
+    assert_eq!(
+        probed,
+        attach::perf_link_supported(),
+        "probed once, same answer"
+    );
+    // The matrix kernels are upstream ones, where perf links arrived in 5.15 (a distro
+    // kernel may have them earlier: that is why the loader probes).
+    if let Some(v) = rawsnoop::sys::kernel::version() {
+        assert_eq!(probed, v >= KernelVersion(5, 15, 0), "kernel {v}");
+    }
+    // And attaching uses what the probe found. The demo's perfbuf object: no run-time allocated
+    // hash maps (5.10's verifier WARNs when a tracing program uses one).
+    let demo =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/foreign/perfbuf-output.bpf.o");
+    let bytes = std::fs::read(demo).expect("committed demo object");
+    let spec = ObjectSpec::parse(&bytes).expect("parses");
+    let name = "handle_exec".to_string();
+    let obj = Object::load_with(
+        &spec,
+        &rawsnoop::loader::load::LoadOptions::default().only_program(&name),
+    )
+    .expect("loads");
+    let link = attach::attach(obj.program(&name).expect("loaded")).expect("attaches");
+    let want = if probed {
+        "bpf_link"
+    } else {
+        "perf_event_ioctl"
+    };
+    assert_eq!(link.kind(), want);
+}
+
+/// The demo's object with every `sched_process_exec` (section names, BTF strings) replaced by
+/// terminal control sequences of the same length.
+fn evil_object(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/foreign/ringbuf-reserve-submit.bpf.o");
+    let mut data = std::fs::read(src).expect("read the committed object");
+    let (from, to): (&[u8], &[u8]) = (b"sched_process_exec", b"\x1b[2J\x1b]0;pwned\x07xxxx");
+    assert_eq!(from.len(), to.len());
+    let mut i = 0;
+    while i + from.len() <= data.len() {
+        if &data[i..i + from.len()] == from {
+            data[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    let path = dir.join("evil.bpf.o");
+    std::fs::write(&path, data).expect("write");
+    path
+}
+
+#[test]
+fn names_from_objects_print_escaped_in_inspect_and_errors() {
+    let dir = common::TempDir::new("names_escaped");
+    let evil = evil_object(&dir.0);
+    let out = common::run_tool(&["inspect", evil.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains('\x1b') && !stdout.contains('\x07'),
+        "raw escapes in inspect"
+    );
+    assert!(
+        stdout.contains("tp/sched/\\x1b[2J\\x1b]0;pwned\\x07xxxx"),
+        "{stdout}"
+    );
+    if !common::bpf_allowed("names_from_objects_print_escaped_in_inspect_and_errors") {
+        return;
+    }
+    // The tracepoint `sched/<escapes>` does not exist: the error names it, escaped.
+    let out = common::run_tool(&["--ringbuf-reserve", "--object", evil.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("\\x1b[2J"), "{stderr}");
+}
+
+#[test]
+fn errors_print_each_cause_once() {
+    // The OS error is the source of "cannot read": chained once, not repeated.
+    let out = common::run_tool(&["inspect", "/nonexistent/rawsnoop.bpf.o"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "rawsnoop: error: cannot read /nonexistent/rawsnoop.bpf.o: No such file or directory (os error 2)"
+    );
+    // Non-regular files are refused before reading (`/dev/zero` used to read until OOM).
+    let out = common::run_tool(&["inspect", "/dev/zero"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/dev/zero is not a regular file (a character device)"),
+        "{stderr}"
+    );
+    // And typed errors chain rather than quote their source.
+    use rawsnoop::loader::load::LoadError;
+    use std::error::Error as _;
+    let e = LoadError::MapInit {
+        map: "m".into(),
+        source: std::io::Error::from_raw_os_error(libc::EINVAL),
+    };
+    assert!(e.source().is_some());
+    assert!(!e.to_string().contains("Invalid argument"), "{e}");
 }

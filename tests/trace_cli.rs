@@ -136,7 +136,9 @@ fn default_transport_is_ringbuf_reserve_and_json_works() {
     assert!(attached.ends_with("over ringbuf-reserve"), "{attached}");
     let pid = exec_n(&probe, 1)[0];
     let want = format!(
-        "\"pid\":{pid},\"comm\":\"rsnp-json\",\"filename\":\"{}\"}}",
+        "\"pid\":{pid},\"ppid\":{},\"uid\":0,\"comm\":\"rsnp-json\",\"ret\":0,\"filename\":\"{}\",\"args\":[\"{}\"],",
+        std::process::id(),
+        probe.display(),
         probe.display()
     );
     loop {
@@ -281,7 +283,28 @@ fn bad_object_file_is_a_clear_error() {
         assert!(err.starts_with("rawsnoop: error:"), "{name}: {err}");
     }
     // Arguments a user can get wrong: one line each, exit 1.
-    expect_clean_failure(&["--perf-pages", "3"], &["power of two"]);
+    expect_clean_failure(&["--perfbuf", "--perf-pages", "3"], &["power of two"]);
+    // Each transport's settings are refused on the others, and the limits are stated.
+    expect_clean_failure(&["--perf-pages", "8"], &["need --perfbuf"]);
+    expect_clean_failure(
+        &["--ringbuf", "--perf-watermark", "64"],
+        &["need --perfbuf"],
+    );
+    expect_clean_failure(
+        &["--perfbuf", "--ringbuf-size", "4096"],
+        &["does not apply to --perfbuf"],
+    );
+    expect_clean_failure(&["--perfbuf", "--perf-pages", "1048576"], &["from 1 to"]);
+    expect_clean_failure(
+        &[
+            "--perfbuf",
+            "--perf-pages",
+            "1",
+            "--perf-watermark",
+            "1000000",
+        ],
+        &["larger than a CPU's ring"],
+    );
     expect_clean_failure(&["--object", "/nonexistent/x.o"], &["/nonexistent/x.o"]);
     expect_clean_failure(
         &["bench", "--transport", "carrier-pigeon"],

@@ -6,29 +6,32 @@
 //! made by this process emits `batch` records of `record_size` bytes. The producer thread
 //! calls `getpgid()` in a loop for `duration`; a consumer thread (our [`RingBuf`] /
 //! [`PerfBuf`]) counts what arrives. The program counts produced and dropped records per
-//! CPU in `stats`; the consumer's CPU time comes from `getrusage(RUSAGE_THREAD)`.
+//! CPU in `stats`; the consumer's CPU time comes from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
 
+mod ceiling;
 mod modes;
 mod report;
+pub mod storm;
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::consumer::{ConsumerError, PerfBuf, PerfOpts, Reader, RingBuf, Wakeup};
 use crate::loader::attach::{self, AttachError};
 use crate::loader::load::{LoadError, LoadOptions, Object};
 use crate::loader::ObjectSpec;
-use crate::perfbuf::{PerfBuf, PerfBufError, PerfBufOptions, Wakeup};
-use crate::ringbuf::{RingBuf, RingBufError};
 use crate::sys::mmap::page_size;
 use crate::sys::{bpf, cpus};
 
 pub use modes::BenchMode;
-pub use report::{explain, format_json_lines, format_table};
+pub use report::{
+    explain, format_json_lines, format_storm_json_lines, format_storm_table, format_table, verdict,
+};
 
 /// The record paths compared: the tracer's three transports.
-pub use crate::tracer::Transport;
+pub use crate::consumer::Transport;
 
 /// The bench program (in `bpf/bench.bpf.c`) that produces through `t`.
 fn program(t: Transport) -> &'static str {
@@ -117,6 +120,11 @@ pub struct BenchResult {
     pub consumer_cpu: Duration,
     /// Times the consumer slept in epoll and was woken by the kernel.
     pub wakeups: u64,
+    /// Drain mode: the machine's ceiling, M slots/s for a plain read of the same bytes at
+    /// the same stride with no protocol (see `ceiling.rs`; median over rounds).
+    pub ceiling_mps: Option<f64>,
+    /// Drain mode: the drain's rate over the ceiling's, per round (median over rounds).
+    pub ceiling_fraction: Option<f64>,
 }
 
 fn per_sec(n: u64, d: Duration) -> f64 {
@@ -149,6 +157,10 @@ impl BenchResult {
             self.consumer_cpu.as_nanos() as f64 / self.consumed as f64
         }
     }
+    /// Drain mode: our drain as a fraction of the plain-read ceiling.
+    pub fn fraction_of_ceiling(&self) -> Option<f64> {
+        self.ceiling_fraction
+    }
     /// Kernel wakeups of the consumer per second.
     pub fn wakeups_per_s(&self) -> f64 {
         per_sec(self.wakeups, self.consume_time)
@@ -167,33 +179,39 @@ pub enum BenchError {
     OldKernel(String),
     #[error("bench: parsing the embedded bench object: {0}")]
     Parse(String),
-    #[error("bench: loading the bench object: {0}")]
+    #[error("bench: loading the bench object")]
     Load(#[from] LoadError),
     #[error("bench: the bench object has no {kind} named '{name}' (rebuild bpf/bench.bpf.c)")]
     Missing { kind: &'static str, name: String },
-    #[error("bench: attaching {program}: {source}")]
+    #[error("bench: attaching {program}")]
     Attach {
         program: &'static str,
         #[source]
         source: AttachError,
     },
-    #[error("bench: {what}: {source}")]
+    #[error("bench: {what}")]
     Io {
         what: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("bench ({transport}): {source}")]
-    RingBuf {
+    #[error("bench ({transport}): the consumer failed")]
+    Consumer {
         transport: &'static str,
         #[source]
-        source: RingBufError,
+        source: ConsumerError,
     },
-    #[error("bench ({transport}): {source}")]
-    PerfBuf {
-        transport: &'static str,
+    #[error("bench: storm: starting the tracer `{cmd}`")]
+    Spawn {
+        cmd: String,
         #[source]
-        source: PerfBufError,
+        source: std::io::Error,
+    },
+    #[error("bench: storm: the tracer `{cmd}` {what}; its stderr: {stderr}")]
+    Tracer {
+        cmd: String,
+        what: &'static str,
+        stderr: String,
     },
     #[error("bench ({0}): the consumer thread panicked")]
     ConsumerPanicked(&'static str),
@@ -254,20 +272,20 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchResult>, BenchError> {
                     BenchWakeup::PerRecord => Wakeup::Events(1),
                     BenchWakeup::Sampled { threshold_bytes } => Wakeup::Watermark(threshold_bytes),
                 };
-                let popts = PerfBufOptions {
-                    pages_per_cpu: opts.perf_pages_per_cpu,
+                let popts = PerfOpts {
+                    pages: opts.perf_pages_per_cpu,
                     wakeup,
                 };
-                Consumer::Perf(
-                    PerfBuf::new(pb, &popts).map_err(|source| BenchError::PerfBuf {
+                Reader::Perf(
+                    PerfBuf::new(pb, &popts).map_err(|source| BenchError::Consumer {
                         transport: t.name(),
                         source,
                     })?,
                 )
             }
             _ => {
-                Consumer::Ring(
-                    RingBuf::new(rb, rb_size).map_err(|source| BenchError::RingBuf {
+                Reader::Ring(
+                    RingBuf::new(rb, rb_size).map_err(|source| BenchError::Consumer {
                         transport: t.name(),
                         source,
                     })?,
@@ -335,10 +353,7 @@ fn read_stats(stats: BorrowedFd<'_>, nposs: usize) -> Result<(u64, u64), BenchEr
         .fold((0, 0), |(p, d), c| (p + word(&c[..8]), d + word(&c[8..]))))
 }
 
-enum Consumer {
-    Ring(RingBuf),
-    Perf(PerfBuf),
-}
+type Consumer = Reader;
 
 /// What the consumer thread measured.
 struct Consumed {
@@ -354,43 +369,25 @@ fn consume_loop(
     stop: &AtomicBool,
     start: Instant,
 ) -> Result<Consumed, BenchError> {
-    let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+    let cpu0 = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?;
     let mut n = modes::Counter::default();
     let tick = Some(Duration::from_millis(50));
-    let wakeups = match &mut c {
-        Consumer::Ring(rb) => {
-            let err = |source| BenchError::RingBuf {
-                transport: t.name(),
-                source,
-            };
-            while !stop.load(Ordering::Acquire) {
-                match rb.poll(tick, |r| n.ring(r)) {
-                    Err(e) if !e.is_interrupted() => return Err(err(e)),
-                    _ => {}
-                }
-            }
-            while rb.consume(|r| n.ring(r)).map_err(err)? > 0 {}
-            rb.wakeups()
-        }
-        Consumer::Perf(pb) => {
-            let err = |source| BenchError::PerfBuf {
-                transport: t.name(),
-                source,
-            };
-            while !stop.load(Ordering::Acquire) {
-                match pb.poll(tick, |r| n.perf(r)) {
-                    Err(e) if !e.is_interrupted() => return Err(err(e)),
-                    _ => {}
-                }
-            }
-            while pb.consume(|r| n.perf(r)).map_err(err)? > 0 {}
-            pb.wakeups()
-        }
+    let err = |source| BenchError::Consumer {
+        transport: t.name(),
+        source,
     };
+    while !stop.load(Ordering::Acquire) {
+        match c.poll(tick, |r| n.record(r)) {
+            Err(e) if !e.is_interrupted() => return Err(err(e)),
+            _ => {}
+        }
+    }
+    while c.consume(|r| n.record(r)).map_err(err)? > 0 {}
+    let wakeups = c.wakeups();
     n.finish();
     let records = n.records;
     let elapsed = start.elapsed();
-    let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+    let cpu = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))? - cpu0;
     Ok(Consumed {
         records,
         cpu,
@@ -448,6 +445,8 @@ fn run_one(
         dropped: 0,
         consumer_cpu: consumed.cpu,
         wakeups: consumed.wakeups,
+        ceiling_mps: None,
+        ceiling_fraction: None,
     })
 }
 

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use super::{io, BenchError, BenchOptions, BenchResult, Consumer, Transport};
-use crate::perfbuf::PerfRecord;
+use crate::consumer::Record;
 use crate::sys::cpus;
 
 /// How producer and consumer are arranged.
@@ -73,10 +73,10 @@ impl Counter {
     }
 
     #[inline]
-    pub(super) fn perf(&mut self, r: PerfRecord<'_>) -> ControlFlow<()> {
+    pub(super) fn record(&mut self, r: Record<'_>) -> ControlFlow<()> {
         match r {
-            PerfRecord::Sample { data, .. } => self.ring(data),
-            PerfRecord::Lost { .. } => ControlFlow::Continue(()),
+            Record::Sample { data, .. } => self.ring(data),
+            Record::Lost { .. } => ControlFlow::Continue(()),
         }
     }
 
@@ -91,70 +91,47 @@ fn program_record_size(size: u32) -> u64 {
     u64::from(size.clamp(8, 4096).next_power_of_two())
 }
 
+/// Bytes per record in the buffer and the payload's offset in it: the ringbuf header (8)
+/// then the payload; perf: the perf header (8) and the u32 raw size, payload padded to 8.
+pub(super) fn slot_layout(t: Transport, opts: &BenchOptions) -> (u64, u64) {
+    let payload = program_record_size(opts.record_size);
+    match t {
+        Transport::Perfbuf => (8 + (payload + 4).div_ceil(8) * 8, 12),
+        _ => (8 + payload, 8),
+    }
+}
+
 /// Batches that fill about 3/4 of the buffer one record lands in (the ring buffer, or one
 /// CPU's perf ring), at least one. Bytes per record: the 8-byte ringbuf header plus the
 /// payload; for perf, the 8-byte perf header, the u32 raw size and the payload padded to 8.
 pub(super) fn fill_batches(t: Transport, opts: &BenchOptions, buffer_bytes: u64) -> u64 {
-    let payload = program_record_size(opts.record_size);
-    let per_record = match t {
-        Transport::Perfbuf => 8 + (payload + 4).div_ceil(8) * 8,
-        _ => 8 + payload,
-    };
+    let per_record = slot_layout(t, opts).0;
     let per_batch = per_record.saturating_mul(u64::from(opts.batch.clamp(1, 10_000)));
     (buffer_bytes.saturating_mul(3) / 4 / per_batch.max(1)).max(1)
 }
 
 fn consume_all(t: Transport, c: &mut Consumer, n: &mut Counter) -> Result<(), BenchError> {
-    match c {
-        Consumer::Ring(rb) => {
-            while rb
-                .consume(|r| n.ring(r))
-                .map_err(|source| BenchError::RingBuf {
-                    transport: t.name(),
-                    source,
-                })?
-                > 0
-            {}
-        }
-        Consumer::Perf(pb) => {
-            while pb
-                .consume(|r| n.perf(r))
-                .map_err(|source| BenchError::PerfBuf {
-                    transport: t.name(),
-                    source,
-                })?
-                > 0
-            {}
-        }
-    }
+    let err = |source| BenchError::Consumer {
+        transport: t.name(),
+        source,
+    };
+    while c.consume(|r| n.record(r)).map_err(err)? > 0 {}
     Ok(())
 }
 
 fn poll_once(t: Transport, c: &mut Consumer, n: &mut Counter) -> Result<(), BenchError> {
     let tick = Some(Duration::from_millis(50));
-    match c {
-        Consumer::Ring(rb) => match rb.poll(tick, |r| n.ring(r)) {
-            Err(e) if !e.is_interrupted() => Err(BenchError::RingBuf {
-                transport: t.name(),
-                source: e,
-            }),
-            _ => Ok(()),
-        },
-        Consumer::Perf(pb) => match pb.poll(tick, |r| n.perf(r)) {
-            Err(e) if !e.is_interrupted() => Err(BenchError::PerfBuf {
-                transport: t.name(),
-                source: e,
-            }),
-            _ => Ok(()),
-        },
+    match c.poll(tick, |r| n.record(r)) {
+        Err(e) if !e.is_interrupted() => Err(BenchError::Consumer {
+            transport: t.name(),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
 fn wakeups(c: &Consumer) -> u64 {
-    match c {
-        Consumer::Ring(rb) => rb.wakeups(),
-        Consumer::Perf(pb) => pb.wakeups(),
-    }
+    c.wakeups()
 }
 
 /// Runs `body` on a thread pinned to `cpu` (so the caller's affinity is left alone).
@@ -186,6 +163,8 @@ fn result(t: Transport, opts: &BenchOptions) -> BenchResult {
         dropped: 0,
         consumer_cpu: Duration::ZERO,
         wakeups: 0,
+        ceiling_mps: None,
+        ceiling_fraction: None,
     }
 }
 
@@ -199,7 +178,7 @@ pub(super) fn back_to_back(
 ) -> Result<BenchResult, BenchError> {
     pinned(cpu, move || {
         let mut n = Counter::default();
-        let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+        let cpu0 = cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?;
         let t0 = Instant::now();
         while t0.elapsed() < opts.duration {
             for _ in 0..16 {
@@ -209,7 +188,8 @@ pub(super) fn back_to_back(
         }
         consume_all(t, &mut c, &mut n)?;
         let elapsed = t0.elapsed();
-        let cpu = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+        let cpu =
+            cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))? - cpu0;
         n.finish();
         Ok(BenchResult {
             produce_time: elapsed,
@@ -232,19 +212,34 @@ pub(super) fn drain(
     cpu: Option<u32>,
     fill: u64,
 ) -> Result<BenchResult, BenchError> {
+    let (stride, data_off) = slot_layout(t, opts);
+    let slots = super::ceiling::Slots {
+        stride: stride as usize,
+        data_off: data_off as usize,
+        count: usize::try_from(fill.saturating_mul(u64::from(opts.batch.clamp(1, 10_000))))
+            .unwrap_or(usize::MAX),
+    };
     pinned(cpu, move || {
         let mut n = Counter::default();
+        let mut ceiling = super::ceiling::Ceiling::new(slots);
         let (mut busy, mut busy_cpu) = (Duration::ZERO, Duration::ZERO);
         let t0 = Instant::now();
         while t0.elapsed() < opts.duration {
             for _ in 0..fill {
                 cpus::getpgid_self().map_err(io("getpgid"))?;
             }
-            let cpu0 = cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))?;
+            let cpu0 =
+                cpus::thread_cpu_time().map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?;
+            let before = n.records;
             let s = Instant::now();
             consume_all(t, &mut c, &mut n)?;
-            busy += s.elapsed();
-            busy_cpu += cpus::thread_cpu_time().map_err(io("getrusage(RUSAGE_THREAD)"))? - cpu0;
+            let took = s.elapsed();
+            busy += took;
+            busy_cpu += cpus::thread_cpu_time()
+                .map_err(io("clock_gettime(CLOCK_THREAD_CPUTIME_ID)"))?
+                - cpu0;
+            // The ceiling, alternating with the drain on the same CPU.
+            ceiling.round(n.records - before, took);
         }
         n.finish();
         Ok(BenchResult {
@@ -253,6 +248,8 @@ pub(super) fn drain(
             consumed: n.records,
             consumer_cpu: busy_cpu,
             wakeups: wakeups(&c),
+            ceiling_mps: ceiling.mps(),
+            ceiling_fraction: ceiling.fraction(),
             ..result(t, opts)
         })
     })
@@ -288,11 +285,11 @@ mod tests {
     fn counter_counts_samples_not_lost_records() {
         let mut n = Counter::default();
         let _ = n.ring(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        let _ = n.perf(PerfRecord::Sample {
-            cpu: 0,
+        let _ = n.record(Record::Sample {
+            cpu: Some(0),
             data: &[1; 8],
         });
-        let _ = n.perf(PerfRecord::Lost { cpu: 0, count: 5 });
+        let _ = n.record(Record::Lost { cpu: 0, count: 5 });
         assert_eq!(n.records, 2);
         assert_eq!(n.checksum, 36 + 8);
     }

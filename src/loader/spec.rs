@@ -5,7 +5,10 @@
 //! subprograms into each program that calls them, converts `.BTF.ext` func/line info to instruction
 //! units of the final stream and records the map relocations that `load.rs` applies once map fds exist.
 
-use crate::loader::btf::{Btf, FuncInfo, LineInfo};
+#![deny(missing_docs)]
+
+use crate::escape::escape_name as esc;
+use crate::loader::btf::{Btf, CoreRelo, FuncInfo, LineInfo};
 
 pub use crate::sys::uapi::{
     BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE,
@@ -22,10 +25,13 @@ pub use crate::sys::uapi::{BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_P
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Insn {
+    /// Opcode: class, size/source and operation bits.
     pub code: u8,
     /// dst register in the low 4 bits, src register in the high 4 bits.
     pub regs: u8,
+    /// Signed offset (jumps, memory accesses).
     pub off: i16,
+    /// Signed immediate (for `ld_imm64`, the low 32 bits; the next instruction holds the high).
     pub imm: i32,
 }
 
@@ -73,7 +79,22 @@ impl Insn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachPoint {
     /// `tp/<category>/<name>` or `tracepoint/<category>/<name>`.
-    Tracepoint { category: String, name: String },
+    Tracepoint {
+        /// The tracefs directory under `events/` (`sched`, `syscalls`, ...).
+        category: String,
+        /// The event (`sched_process_exec`, ...).
+        name: String,
+    },
+    /// `tp_btf/<name>`: BTF-typed raw tracepoint (BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP).
+    TpBtf {
+        /// The raw tracepoint's name.
+        name: String,
+    },
+    /// `raw_tp/<name>` or `raw_tracepoint/<name>` (BPF_PROG_TYPE_RAW_TRACEPOINT).
+    RawTracepoint {
+        /// The raw tracepoint's name.
+        name: String,
+    },
     /// Nothing parsed from the section name (the caller decides, e.g. from `ProgramSpec::section`).
     None,
 }
@@ -82,15 +103,40 @@ pub enum AttachPoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelocKind {
     /// insn.imm = fd of `maps[map]`, src_reg = `BPF_PSEUDO_MAP_FD`.
-    Map { map: usize },
-    /// insn[0].imm = fd of `maps[map]`, insn[1].imm = `offset`, src_reg = `BPF_PSEUDO_MAP_VALUE`.
-    MapValue { map: usize, offset: u32 },
+    Map {
+        /// Index into [`ObjectSpec::maps`].
+        map: usize,
+    },
+    /// `insn[0].imm` = fd of `maps[map]`, `insn[1].imm` = `offset`, src_reg = `BPF_PSEUDO_MAP_VALUE`.
+    MapValue {
+        /// Index into [`ObjectSpec::maps`].
+        map: usize,
+        /// Byte offset into the map's value.
+        offset: u32,
+    },
+}
+
+/// An `ld_imm64` at `ProgramSpec::insns[insn]` loading the address of kernel symbol `name`
+/// (`extern ... __ksym`): typed ones become `BPF_PSEUDO_BTF_ID` + the kernel's VAR id, untyped
+/// ones the kallsyms address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KsymReloc {
+    /// Index of the `ld_imm64`'s first half in `ProgramSpec::insns`.
+    pub insn: usize,
+    /// The extern's name.
+    pub name: String,
+    /// Declared with a type (`BPF_PSEUDO_BTF_ID`), not `void`.
+    pub typed: bool,
+    /// `__weak`: a symbol the kernel lacks resolves to 0 instead of failing the load.
+    pub weak: bool,
 }
 
 /// A map relocation at `ProgramSpec::insns[insn]` (always the first half of an `ld_imm64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reloc {
+    /// Index into [`ProgramSpec::insns`].
     pub insn: usize,
+    /// What to patch in.
     pub kind: RelocKind,
 }
 
@@ -101,8 +147,11 @@ pub struct ProgramSpec {
     pub name: String,
     /// The ELF section (SEC name) it came from.
     pub section: String,
+    /// `BPF_PROG_TYPE_*`, from the section name.
     pub prog_type: u32,
+    /// `BPF_*` attach type given to PROG_LOAD (0 when the type needs none).
     pub expected_attach_type: u32,
+    /// Where it attaches, from the section name.
     pub attach: AttachPoint,
     /// The program followed by every `.text` subprogram it (transitively) calls, calls fixed up.
     pub insns: Vec<Insn>,
@@ -112,8 +161,18 @@ pub struct ProgramSpec {
     pub func_info: Vec<FuncInfo>,
     /// `insn_off` in instruction units of `insns`. Empty when unavailable.
     pub line_info: Vec<LineInfo>,
+    /// Size of one `func_info` record as `.BTF.ext` stores it.
     pub func_info_rec_size: u32,
+    /// Size of one `line_info` record as `.BTF.ext` stores it.
     pub line_info_rec_size: u32,
+    /// CO-RE relocations (`insn_off` in instruction units of `insns`), applied at load time
+    /// against the target kernel's BTF (`loader::core`).
+    pub core_relos: Vec<CoreRelo>,
+    /// `ld_imm64` instructions that load a `.ksyms` extern's address (patched at load time).
+    pub ksyms: Vec<KsymReloc>,
+    /// BTF id of the attach target in the kernel's BTF (`btf_trace_<tp>` for tp_btf), set at
+    /// load time; 0 when the program type needs none.
+    pub attach_btf_id: u32,
 }
 
 /// Where a map definition came from.
@@ -132,11 +191,15 @@ pub enum MapOrigin {
 pub struct MapSpec {
     /// Full name (the kernel keeps only the first 15 bytes: `load.rs` truncates).
     pub name: String,
+    /// `BPF_MAP_TYPE_*`.
     pub map_type: u32,
+    /// Key size in bytes.
     pub key_size: u32,
+    /// Value size in bytes.
     pub value_size: u32,
     /// 0 for a `PERF_EVENT_ARRAY` without `max_entries`: the loader fills in the number of CPUs.
     pub max_entries: u32,
+    /// `BPF_F_*` map flags.
     pub flags: u32,
     /// 0 when none.
     pub btf_key_type_id: u32,
@@ -146,6 +209,7 @@ pub struct MapSpec {
     pub initial: Option<Vec<u8>>,
     /// Freeze after writing `initial` (`.rodata*`).
     pub freeze: bool,
+    /// Where the definition came from.
     pub origin: MapOrigin,
     /// ELF section holding the definition (or the data).
     pub section: String,
@@ -171,6 +235,7 @@ pub enum SectionKind {
 }
 
 impl SectionKind {
+    /// Its name as `inspect` prints it.
     pub fn as_str(&self) -> &'static str {
         match self {
             SectionKind::Program => "program",
@@ -195,32 +260,55 @@ impl std::fmt::Display for SectionKind {
 pub struct SectionInfo {
     /// ELF section index.
     pub index: usize,
+    /// Section name.
     pub name: String,
+    /// What it holds.
     pub kind: SectionKind,
     /// `sh_size` (for NOBITS sections, the size in memory).
     pub size: u64,
 }
 
 /// Everything needed to load a BPF object, parsed without the kernel.
+///
+/// [`ObjectSpec::parse`] turns an ELF file's bytes into a spec; nothing here touches the
+/// kernel, so it runs without privilege:
+///
+/// ```
+/// use rawsnoop::loader::{MapOrigin, ObjectSpec};
+/// use rawsnoop::sys::bpf::BPF_MAP_TYPE_RINGBUF;
+///
+/// let spec = ObjectSpec::parse(rawsnoop::objects::RINGBUF_RESERVE)?;
+/// assert_eq!(spec.license, "Dual BSD/GPL");
+/// let exec = spec.program("handle_exec").expect("the exec program");
+/// assert_eq!(exec.section, "tp/sched/sched_process_exec");
+/// let rb = spec.map("rb").expect("the ring");
+/// assert_eq!(rb.map_type, BPF_MAP_TYPE_RINGBUF);
+/// assert!(spec.maps.iter().any(|m| m.origin == MapOrigin::GlobalData));
+/// // Not an ELF file: an error that says so, never a panic.
+/// assert!(ObjectSpec::parse(b"not an object").is_err());
+/// # Ok::<(), rawsnoop::loader::ParseError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ObjectSpec {
+    /// The `license` section's string (`GPL`-compatible for GPL-only helpers).
     pub license: String,
     /// From the optional `version` section, else 0.
     pub kern_version: u32,
+    /// Every program, in section order.
     pub programs: Vec<ProgramSpec>,
+    /// Every map the object defines, global-data maps (`.data*`, `.rodata*`, `.bss*`) included.
     pub maps: Vec<MapSpec>,
     /// `.BTF` after `fixup_datasecs`; `None` if absent or unusable (the reason is in `warnings`).
     pub btf: Option<Btf>,
+    /// Every ELF section, for `inspect`.
     pub sections: Vec<SectionInfo>,
+    /// Things the user should know that did not stop parsing (unusable BTF, ...).
     pub warnings: Vec<String>,
+    /// `.kconfig` externs, laid out in the `.kconfig` map (values filled at load time).
+    pub kconfig: Vec<crate::loader::externs::KconfigVar>,
 }
 
 impl ObjectSpec {
-    /// Parse an ELF BPF object. Never panics on hostile input.
-    pub fn parse(data: &[u8]) -> Result<ObjectSpec, ParseError> {
-        crate::loader::elf::parse_object(data)
-    }
-
     /// The program whose FUNC symbol is `name`.
     pub fn program(&self, name: &str) -> Option<&ProgramSpec> {
         self.programs.iter().find(|p| p.name == name)
@@ -265,55 +353,109 @@ impl ObjectSpec {
 /// A global variable's place in its section (see [`ObjectSpec::global_var`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobalVar {
+    /// The global-data section (`.rodata`, `.data`, ...), i.e. its map's section.
     pub section: String,
+    /// Byte offset in the section.
     pub offset: usize,
+    /// Size in bytes.
     pub size: usize,
 }
 
 /// Why an object could not be turned into an [`ObjectSpec`].
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The bytes are not an ELF file (the parser's message).
     #[error("not an ELF file ({0}); pass a BPF object compiled with `clang -target bpf -c`")]
-    NotElf(String),
+    NotElf(
+        /// The ELF parser's message.
+        String,
+    ),
+    /// An ELF32 file.
     #[error(
         "ELF class is {found}, expected ELF64; recompile with `clang -target bpf` (not bpfel32/-m32)"
     )]
-    WrongClass { found: String },
+    WrongClass {
+        /// The class found.
+        found: String,
+    },
+    /// A big-endian object.
     #[error("ELF data encoding is {found}, expected little endian; recompile with `-target bpf` or `bpfel` (not bpfeb)")]
-    WrongEndian { found: String },
+    WrongEndian {
+        /// The encoding found.
+        found: String,
+    },
+    /// Not `EM_BPF`.
     #[error("ELF machine is {found} ({machine}), expected EM_BPF (247); this is not a BPF object: compile with `clang -target bpf`")]
-    WrongMachine { machine: u16, found: String },
-    #[error("malformed ELF: {what}; the object file is truncated or corrupt, rebuild it")]
-    Malformed { what: String },
-    #[error("section `{section}`: {what}")]
-    Section { section: String, what: String },
-    #[error("symbol `{symbol}` (section `{section}`): {what}")]
+    WrongMachine {
+        /// `e_machine`.
+        machine: u16,
+        /// Its name.
+        found: String,
+    },
+    /// The ELF structure is broken.
+    #[error("malformed ELF: {}; the object file is truncated or corrupt, rebuild it", esc(.what))]
+    Malformed {
+        /// What is broken.
+        what: String,
+    },
+    /// A section cannot be used.
+    #[error("section `{}`: {}", esc(.section), esc(.what))]
+    Section {
+        /// The section's name.
+        section: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A symbol cannot be used.
+    #[error("symbol `{}` (section `{}`): {}", esc(.symbol), esc(.section), esc(.what))]
     Symbol {
+        /// The symbol's name.
         symbol: String,
+        /// Its section.
         section: String,
+        /// What is wrong.
         what: String,
     },
-    #[error("relocation in `{section}` at offset {offset:#x} (symbol `{symbol}`): {what}")]
+    /// A relocation cannot be applied.
+    #[error("relocation in `{}` at offset {offset:#x} (symbol `{}`): {}", esc(.section), esc(.symbol), esc(.what))]
     Reloc {
+        /// The section being relocated.
         section: String,
+        /// The relocation's offset in it.
         offset: u64,
+        /// The symbol it refers to.
         symbol: String,
+        /// What is wrong.
         what: String,
     },
-    #[error("map `{map}` (section `{section}`): {what}")]
+    /// A map definition cannot be used.
+    #[error("map `{}` (section `{}`): {}", esc(.map), esc(.section), esc(.what))]
     Map {
+        /// The map's name.
         map: String,
+        /// Its section.
         section: String,
+        /// What is wrong.
         what: String,
     },
-    #[error("program `{program}` (section `{section}`): {what}")]
+    /// A program cannot be used.
+    #[error("program `{}` (section `{}`): {}", esc(.program), esc(.section), esc(.what))]
     Program {
+        /// The program's name.
         program: String,
+        /// Its section.
         section: String,
+        /// What is wrong.
         what: String,
     },
-    #[error("BTF is required for {what} but unusable: {reason}; compile with `-g` and a clang that emits BTF")]
-    BtfRequired { what: String, reason: String },
+    /// The object needs BTF for something (BTF-defined maps, CO-RE) but its BTF is unusable.
+    #[error("BTF is required for {} but unusable: {}; compile with `-g` and a clang that emits BTF", esc(.what), esc(.reason))]
+    BtfRequired {
+        /// What needs it.
+        what: String,
+        /// Why the BTF is unusable.
+        reason: String,
+    },
 }
 
 impl ParseError {

@@ -9,7 +9,9 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{PerfBufError, PerfRecord};
+use super::PerfRecord;
+use crate::consumer::observer::{Observer, PerfRecordInfo};
+use crate::consumer::{ConsumerError, Drain};
 use crate::sys::perf::{mmap_page, PERF_RECORD_LOST, PERF_RECORD_SAMPLE};
 
 const HEADER_SIZE: usize = 8;
@@ -28,12 +30,9 @@ pub(crate) struct PerfRingView {
     cpu: u32,
 }
 
-/// What one drain pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Drain {
-    pub delivered: usize,
-    pub broke: bool,
-}
+/// Like the ring buffer walk: store `data_tail` before handing out a record once this many
+/// bytes are read but unreleased, so a slow callback holds little of the ring.
+const RELEASE_BYTES: u64 = 4096;
 
 impl PerfRingView {
     /// # Safety
@@ -58,8 +57,13 @@ impl PerfRingView {
         self.cpu
     }
 
-    /// `data_head`. Acquire pairs with the kernel's `smp_store_release(&rb->user_page->data_head)`
-    /// in perf_output_put_handle: the record bytes written before it are visible to us.
+    /// `data_head`. The kernel publishes it in `perf_output_put_handle`
+    /// (kernel/events/ring_buffer.c) with `smp_wmb()` then `WRITE_ONCE(rb->user_page->data_head,
+    /// head)`: a write barrier and a plain store, not a store-release (its comment calls the
+    /// barrier "B, matches C", C being the reader's `smp_rmb()` after loading data_head). Our
+    /// Acquire load is at least that read barrier: the record bytes written before the
+    /// `smp_wmb()` are visible to the loads after it. (This page is mapped read-write, so an
+    /// acquire load is allowed here.)
     fn head(&self) -> u64 {
         // SAFETY: valid, aligned, live per the constructor's contract.
         unsafe { &*self.head }.load(Ordering::Acquire)
@@ -106,16 +110,35 @@ impl PerfRingView {
     /// One pass over the records present when it starts, publishing data_tail once at the end
     /// (also when returning an error). Records that straddle the end of the ring are copied
     /// into `scratch`; the rest are borrowed in place.
-    pub(crate) fn drain<F>(&self, scratch: &mut Vec<u8>, f: &mut F) -> Result<Drain, PerfBufError>
+    pub(crate) fn drain<O, F>(
+        &self,
+        scratch: &mut Vec<u8>,
+        obs: &mut O,
+        f: &mut F,
+    ) -> Result<Drain, ConsumerError>
     where
+        O: Observer,
         F: FnMut(PerfRecord<'_>) -> ControlFlow<()>,
     {
         let head = self.head();
         let start = self.tail();
+        if O::enabled() && head != start {
+            obs.perf_drain_start(self.cpu, start, head, self.size);
+        }
         let mut tail = start;
+        let mut released = start;
         let mut out = Drain::default();
         let mut result = Ok(());
+        // The size of the last record: the prediction for the next one (see the ring buffer
+        // walk: the next position comes from the prediction once the header confirms it, a
+        // branch instead of a data dependency).
+        let mut stride: u64 = 0;
         while tail < head {
+            let pos = tail;
+            if tail - released >= RELEASE_BYTES {
+                self.store_tail(tail);
+                released = tail;
+            }
             let avail = head - tail;
             if avail < HEADER_SIZE as u64 {
                 result = Err(self.corrupt(tail, 0, "truncated record header"));
@@ -147,7 +170,18 @@ impl PerfRingView {
                 result = Err(self.corrupt(tail, rsize, "record size out of bounds"));
                 break;
             }
-            let rec: &[u8] = if off + rsize <= self.size as usize {
+            let wraps = off + rsize > self.size as usize;
+            if O::enabled() {
+                obs.perf_record(&PerfRecordInfo {
+                    cpu: self.cpu,
+                    offset: tail,
+                    rtype,
+                    size: rsize as u16,
+                    wraps,
+                    copied: if wraps { rsize } else { 0 },
+                });
+            }
+            let rec: &[u8] = if !wraps {
                 // SAFETY: [off, off + rsize) is inside the data area, between data_tail and
                 // data_head (published by the Acquire load of data_head); the kernel does not
                 // write it until we store data_tail after the callback returns.
@@ -181,27 +215,44 @@ impl PerfRingView {
                 },
                 _ => None, // other record types are not produced by BPF output; skip them
             };
-            tail += rsize as u64;
             if let Some(r) = parsed {
                 out.delivered += 1;
                 if f(r).is_break() {
+                    tail = pos + rsize as u64;
                     out.broke = true;
                     break;
                 }
             }
+            if rsize as u64 != stride {
+                stride = rsize as u64;
+                tail = pos + stride;
+                continue;
+            }
+            tail = pos + stride;
         }
-        if tail != start {
-            // Release pairs with the kernel's read of data_tail in perf_output_begin (READ_ONCE
-            // followed by smp_mb): our reads of the consumed records happen before the kernel
-            // may overwrite them.
-            // SAFETY: valid, aligned, live, writable per the constructor's contract.
-            unsafe { &*self.tail }.store(tail, Ordering::Release);
+        if tail != released {
+            self.store_tail(tail);
+        }
+        if O::enabled() && head != start {
+            obs.perf_drain_end(self.cpu, tail);
         }
         result.map(|()| out)
     }
 
-    fn corrupt(&self, pos: u64, size: usize, what: &'static str) -> PerfBufError {
-        PerfBufError::Corrupt {
+    /// Stores `data_tail`. The kernel reads it with `READ_ONCE(rb->user_page->data_tail)` in
+    /// `perf_output_begin` (kernel/events/ring_buffer.c) and orders its later writes of record
+    /// data after that read by a control dependency (its comment: "A, matches D"), D being
+    /// the reader's full barrier between reading the data and storing the tail. A
+    /// store-release is that barrier for us: our reads of the consumed records happen before
+    /// the store, so before the kernel may overwrite them (tools/include/linux/ring_buffer.h
+    /// writes the tail with `smp_store_release` too).
+    fn store_tail(&self, tail: u64) {
+        // SAFETY: valid, aligned, live, writable per the constructor's contract.
+        unsafe { &*self.tail }.store(tail, Ordering::Release);
+    }
+
+    fn corrupt(&self, pos: u64, size: usize, what: &'static str) -> ConsumerError {
+        ConsumerError::CorruptPerf {
             cpu: self.cpu,
             pos,
             size,
@@ -329,6 +380,7 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::FakePerfRing;
     use super::*;
+    use crate::consumer::NoObserver;
 
     #[derive(Debug, PartialEq)]
     enum Got {
@@ -336,10 +388,10 @@ mod tests {
         L(u32, u64),
     }
 
-    fn collect(v: &PerfRingView) -> (Vec<Got>, Result<Drain, PerfBufError>) {
+    fn collect(v: &PerfRingView) -> (Vec<Got>, Result<Drain, ConsumerError>) {
         let mut got = Vec::new();
         let mut scratch = Vec::new();
-        let r = v.drain(&mut scratch, &mut |r: PerfRecord<'_>| {
+        let r = v.drain(&mut scratch, &mut NoObserver, &mut |r: PerfRecord<'_>| {
             got.push(match r {
                 PerfRecord::Sample { cpu, data } => Got::S(cpu, data.to_vec()),
                 PerfRecord::Lost { cpu, count } => Got::L(cpu, count),
@@ -426,7 +478,7 @@ mod tests {
         let v = ring.view(0);
         let mut tails = Vec::new();
         let mut scratch = Vec::new();
-        v.drain(&mut scratch, &mut |_r: PerfRecord<'_>| {
+        v.drain(&mut scratch, &mut NoObserver, &mut |_r: PerfRecord<'_>| {
             tails.push(ring.tail());
             ControlFlow::Continue(())
         })
@@ -443,7 +495,7 @@ mod tests {
         let v = ring.view(0);
         let mut scratch = Vec::new();
         let d = v
-            .drain(&mut scratch, &mut |_r: PerfRecord<'_>| {
+            .drain(&mut scratch, &mut NoObserver, &mut |_r: PerfRecord<'_>| {
                 ControlFlow::Break(())
             })
             .unwrap();
@@ -479,7 +531,7 @@ mod tests {
         assert_eq!(got, vec![Got::S(2, b"ok".to_vec())]);
         assert!(matches!(
             r,
-            Err(PerfBufError::Corrupt {
+            Err(ConsumerError::CorruptPerf {
                 cpu: 2,
                 pos: 16,
                 ..
@@ -500,7 +552,7 @@ mod tests {
             let (got, r) = collect(&ring.view(0));
             assert!(got.is_empty());
             assert!(
-                matches!(r, Err(PerfBufError::Corrupt { .. })),
+                matches!(r, Err(ConsumerError::CorruptPerf { .. })),
                 "size {size}"
             );
             assert_eq!(ring.tail(), 0);

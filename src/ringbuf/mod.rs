@@ -1,88 +1,71 @@
 //! Consumer of a `BPF_MAP_TYPE_RINGBUF` map: maps its pages, walks records zero-copy,
 //! and sleeps in epoll when the ring is empty without ever missing a wakeup.
 //!
-//! See [`walk`] for the memory layout and record format. The wakeup protocol, which is the
-//! subtle part, is documented on [`RingBuf::poll`].
+//! See `walk.rs` for the memory layout and record format, and the consumer module's wait loop
+//! for the wakeup protocol (the fence and re-check after every `consumer_pos` store).
+//!
+//! Sound by construction: a `RingBuf` owns a dup of the map fd and claims the ring's map id
+//! for as long as it lives, so no second `RingBuf` in this process can store `consumer_pos`
+//! (and let the kernel overwrite records) while a callback of the first still borrows them.
+//! The callback's `&[u8]` cannot escape the call, and the position past a record is only
+//! stored after its callback returned.
 
 mod walk;
 
-use std::io;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use crate::consumer::{io_err, ConsumerError, NoObserver, Observer, Waiter};
 use crate::sys::bpf;
-use crate::sys::epoll::Epoll;
 use crate::sys::mmap::{page_size, Mmap, Prot};
+use crate::sys::probe::BPF_F_RB_OVERWRITE;
 
-use walk::RingView;
+pub(crate) use walk::RingView;
 pub use walk::{BUSY_BIT, DISCARD_BIT, HDR_SZ};
 
-/// Errors from setting up or reading a ring buffer.
-#[derive(Debug, thiserror::Error)]
-pub enum RingBufError {
-    /// `max_entries` is not usable as a ring size.
-    #[error(
-        "ringbuf size {max_entries} is invalid: it must be a power of two and a multiple of \
-         the page size ({page_size}); fix max_entries in the map definition"
-    )]
-    BadSize { max_entries: u32, page_size: usize },
-    /// The map behind the fd is not what the caller said.
-    #[error(
-        "map is not a ringbuf of {expected} bytes (kernel says type {map_type}, max_entries \
-         {max_entries}); pass the ringbuf map's fd and its max_entries"
-    )]
-    WrongMap {
-        expected: u32,
-        map_type: u32,
-        max_entries: u32,
-    },
-    /// A system call failed.
-    #[error("ringbuf: {what} failed: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    /// A committed record header describes a record that cannot be in the ring.
-    #[error(
-        "corrupt ringbuf record header at position {pos}: length {len} does not fit in the \
-         {limit} bytes available; the ring cannot be read further"
-    )]
-    CorruptHeader { pos: u64, len: u32, limit: u64 },
-}
+/// Map ids of the rings a `RingBuf` in this process currently consumes.
+static CLAIMED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
-impl RingBufError {
-    /// True when a wait was interrupted by a signal (`EINTR`): check your stop flag, poll again.
-    pub fn is_interrupted(&self) -> bool {
-        matches!(self, RingBufError::Io { source, .. } if source.kind() == io::ErrorKind::Interrupted)
+/// This process's claim on one ring (its map id); released on drop.
+#[derive(Debug)]
+struct Claim(u32);
+
+impl Claim {
+    fn take(map_id: u32) -> Result<Claim, ConsumerError> {
+        let mut g = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+        if g.get_or_insert_with(HashSet::new).insert(map_id) {
+            Ok(Claim(map_id))
+        } else {
+            Err(ConsumerError::RingInUse { map_id })
+        }
     }
 }
 
-fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> RingBufError {
-    move |source| RingBufError::Io { what, source }
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut g = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = g.as_mut() {
+            set.remove(&self.0);
+        }
+    }
 }
 
-/// How many times `poll` re-drains before sleeping when it keeps finding only discarded
-/// records (bounds the loop if a producer discards without end).
-const MAX_PRE_SLEEP_DRAINS: usize = 16;
-
 /// A ring buffer consumer. Owns a dup of the map fd, the consumer-page mapping (read-write),
-/// the producer-page + doubled data mapping (read-only) and an epoll instance watching the
-/// map fd (edge-triggered). One consumer per ring: two consumers of one ring would race on
-/// `consumer_pos`.
+/// the producer-page + doubled data mapping (read-only), and the epoll instance watching the
+/// map fd (edge-triggered). One per ring per process (see the module docs).
 pub struct RingBuf {
     // `view` points into `_consumer_map` and `_producer_map`; it is declared first so it is
     // dropped first (it has no Drop, but keep the borrow order obvious).
     view: RingView,
     _consumer_map: Mmap,
     _producer_map: Mmap,
-    epoll: Epoll,
+    waiter: Waiter,
+    _claim: Claim,
     _map: OwnedFd,
-    tokens: Vec<u64>,
-    wakeups: u64,
-    size: u64,
 }
 
 // SAFETY: the raw pointers in `view` point into mappings owned by this same value, so moving
@@ -93,7 +76,7 @@ unsafe impl Send for RingBuf {}
 impl std::fmt::Debug for RingBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingBuf")
-            .field("size", &self.size)
+            .field("size", &self.view.size())
             .field("consumer_pos", &self.view.consumer_pos())
             .field("producer_pos", &self.view.producer_pos())
             .finish()
@@ -103,12 +86,17 @@ impl std::fmt::Debug for RingBuf {
 impl RingBuf {
     /// Maps the ring of `map` (a `BPF_MAP_TYPE_RINGBUF` fd; it is duplicated, the caller keeps
     /// its own) whose data area is `max_entries` bytes. Consumption resumes at the ring's
-    /// current consumer position (read from the mapped page, so a pinned ring that an earlier
-    /// consumer used continues where it stopped).
-    pub fn new(map: BorrowedFd<'_>, max_entries: u32) -> Result<RingBuf, RingBufError> {
+    /// current consumer position (a pinned ring that an earlier consumer used continues where
+    /// it stopped; that position must be a record boundary).
+    ///
+    /// Errors: [`ConsumerError::RingSize`], [`ConsumerError::WrongRingMap`],
+    /// [`ConsumerError::Overwrite`] (a `BPF_F_RB_OVERWRITE` ring),
+    /// [`ConsumerError::RingInUse`] (another `RingBuf` of this process reads it),
+    /// [`ConsumerError::BadStartPos`], [`ConsumerError::Io`].
+    pub fn new(map: BorrowedFd<'_>, max_entries: u32) -> Result<RingBuf, ConsumerError> {
         let ps = page_size();
         if !max_entries.is_power_of_two() || !(max_entries as usize).is_multiple_of(ps) {
-            return Err(RingBufError::BadSize {
+            return Err(ConsumerError::RingSize {
                 max_entries,
                 page_size: ps,
             });
@@ -116,24 +104,28 @@ impl RingBuf {
         let info =
             bpf::map_info(map).map_err(io_err("reading map info (BPF_OBJ_GET_INFO_BY_FD)"))?;
         if info.map_type != bpf::BPF_MAP_TYPE_RINGBUF || info.max_entries != max_entries {
-            return Err(RingBufError::WrongMap {
+            return Err(ConsumerError::WrongRingMap {
                 expected: max_entries,
                 map_type: info.map_type,
                 max_entries: info.max_entries,
             });
         }
+        if info.map_flags & BPF_F_RB_OVERWRITE != 0 {
+            return Err(ConsumerError::Overwrite);
+        }
+        let claim = Claim::take(info.id)?;
         let map = map
             .try_clone_to_owned()
             .map_err(io_err("duplicating the map fd"))?;
         // Page 0: consumer_pos, the only page we may write.
         let consumer_map = Mmap::map(map.as_fd(), 0, ps, Prot::ReadWrite, libc::MAP_SHARED)
-            .map_err(io_err("mmap of the consumer page"))?;
+            .map_err(io_err("mmap of the ringbuf consumer page"))?;
         // Page 1 onwards: producer_pos, then the data area which the kernel maps twice in a
         // row, so we map page + 2 * max_entries bytes read-only.
         let producer_len = (max_entries as usize)
             .checked_mul(2)
             .and_then(|d| d.checked_add(ps))
-            .ok_or(RingBufError::BadSize {
+            .ok_or(ConsumerError::RingSize {
                 max_entries,
                 page_size: ps,
             })?;
@@ -144,9 +136,10 @@ impl RingBuf {
             Prot::Read,
             libc::MAP_SHARED,
         )
-        .map_err(io_err("mmap of the producer page and data area"))?;
-        let epoll = Epoll::new().map_err(io_err("epoll_create1"))?;
-        epoll
+        .map_err(io_err("mmap of the ringbuf producer page and data area"))?;
+        let waiter = Waiter::new()?;
+        waiter
+            .epoll()
             .add_readable(map.as_fd(), 0, true)
             .map_err(io_err("epoll_ctl(ADD) of the ringbuf map fd"))?;
         let base = producer_map.as_ptr();
@@ -155,7 +148,7 @@ impl RingBuf {
         // continues with 2 * max_entries bytes of data at offset one page, which the kernel
         // maps twice so byte i + size equals byte i. Both mappings live in `self` as long as
         // the view. max_entries >= page size >= 16 and is a power of two (checked above).
-        // We are the only consumer writing consumer_pos (documented on the type).
+        // We are the only consumer writing consumer_pos in this process (the claim above).
         let view = unsafe {
             RingView::new(
                 consumer_map.as_ptr().cast::<AtomicU64>(),
@@ -164,93 +157,83 @@ impl RingBuf {
                 u64::from(max_entries),
             )
         };
+        let (cons, prod) = (view.consumer_pos(), view.producer_pos());
+        if !cons.is_multiple_of(8) || cons > prod {
+            return Err(ConsumerError::BadStartPos {
+                consumer_pos: cons,
+                producer_pos: prod,
+            });
+        }
         Ok(RingBuf {
             view,
             _consumer_map: consumer_map,
             _producer_map: producer_map,
-            epoll,
+            waiter,
+            _claim: claim,
             _map: map,
-            tokens: Vec::with_capacity(1),
-            wakeups: 0,
-            size: u64::from(max_entries),
         })
     }
 
     /// Hands every committed record present now to `f` (in order, zero-copy: the slice is
     /// valid only during the call), skipping discarded ones; stops early on `Break`. Never
-    /// sleeps. Returns the number of records handed to `f`.
-    pub fn consume<F>(&mut self, mut f: F) -> Result<usize, RingBufError>
+    /// sleeps. Safe after the fd from [`RingBuf::as_fd`] fired, level- or edge-triggered:
+    /// after storing `consumer_pos` it fences and re-checks (draining again if a commit raced
+    /// with us), and if it returns with records left (a `Break`) it keeps the fd readable.
+    /// Returns the number of records handed to `f`.
+    pub fn consume<F>(&mut self, f: F) -> Result<usize, ConsumerError>
     where
         F: FnMut(&[u8]) -> ControlFlow<()>,
     {
-        self.view.drain(&mut f).map(|d| d.delivered)
+        self.consume_observed(&mut NoObserver, f)
+    }
+
+    /// [`RingBuf::consume`] reporting each step to `obs`.
+    pub fn consume_observed<O, F>(&mut self, obs: &mut O, mut f: F) -> Result<usize, ConsumerError>
+    where
+        O: Observer,
+        F: FnMut(&[u8]) -> ControlFlow<()>,
+    {
+        let view = &self.view;
+        self.waiter.consume(
+            obs,
+            |obs: &mut O| view.drain(obs, &mut f),
+            || view.head_committed(),
+        )
     }
 
     /// Drains like [`RingBuf::consume`]; if that delivered nothing, waits for a wakeup (at most
     /// `timeout`, `None` = forever) and drains again. Returns the records delivered (0 on
-    /// timeout). Interrupted waits return an error with [`RingBufError::is_interrupted`].
-    ///
-    /// Wakeup protocol: the kernel only wakes a sleeping consumer when it commits the record
-    /// that sits exactly at `consumer_pos` (see `bpf_ringbuf_commit`), reading consumer_pos
-    /// after its commit `xchg` (a full barrier). We store consumer_pos at the end of a drain,
-    /// then re-check for data before sleeping. Without a full fence between that store and
-    /// the re-check, both sides can read the other's stale value (a store-buffering race):
-    /// the producer sees the old consumer_pos and skips the wakeup, we see no new data and
-    /// sleep, and since later commits are not at consumer_pos either, nobody wakes us again.
-    /// `fence(SeqCst)` here plus the kernel's full barrier guarantee at least one side sees
-    /// the other. A record still BUSY at the head is fine to sleep on: its commit will find
-    /// consumer_pos equal to its position and wake us.
-    pub fn poll<F>(&mut self, timeout: Option<Duration>, mut f: F) -> Result<usize, RingBufError>
+    /// timeout). Interrupted waits return an error with [`ConsumerError::is_interrupted`].
+    pub fn poll<F>(&mut self, timeout: Option<Duration>, f: F) -> Result<usize, ConsumerError>
     where
         F: FnMut(&[u8]) -> ControlFlow<()>,
     {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut redrains = 0;
-        let mut waited = false;
-        loop {
-            let d = self.view.drain(&mut f)?;
-            if d.delivered > 0 || d.broke {
-                return Ok(d.delivered);
-            }
-            // Full fence between our consumer_pos store (in drain, or an earlier one) and the
-            // re-read of producer_pos / the head header below: pairs with the full barrier of
-            // the kernel's xchg(&hdr->len) in bpf_ringbuf_commit, which precedes its
-            // smp_load_acquire(&rb->consumer_pos). See the doc comment for the race.
-            fence(Ordering::SeqCst);
-            if self.view.head_committed() {
-                // Data arrived (or only discarded records): drain again, do not sleep.
-                redrains += 1;
-                if redrains < MAX_PRE_SLEEP_DRAINS {
-                    continue;
-                }
-                return Ok(0);
-            }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if waited && remaining == Some(Duration::ZERO) {
-                return Ok(0); // timed out
-            }
-            // A wakeup that arrived while we were draining leaves the fd ready, so this can
-            // return at once with nothing new: we then drain, find nothing and wait again.
-            let ready = self
-                .epoll
-                .wait(&mut self.tokens, remaining)
-                .map_err(io_err("epoll_wait on the ringbuf"))?;
-            if ready > 0 {
-                self.wakeups += 1;
-            }
-            waited = true;
-        }
+        self.poll_observed(timeout, &mut NoObserver, f)
     }
 
-    /// How many times `poll` slept and was woken by the kernel (not by its timeout).
+    /// [`RingBuf::poll`] reporting each step to `obs`.
+    pub fn poll_observed<O, F>(
+        &mut self,
+        timeout: Option<Duration>,
+        obs: &mut O,
+        mut f: F,
+    ) -> Result<usize, ConsumerError>
+    where
+        O: Observer,
+        F: FnMut(&[u8]) -> ControlFlow<()>,
+    {
+        let view = &self.view;
+        self.waiter.poll(
+            timeout,
+            obs,
+            |obs: &mut O| view.drain(obs, &mut f),
+            || view.head_committed(),
+        )
+    }
+
+    /// How many times the kernel woke us (not counting timeouts).
     pub fn wakeups(&self) -> u64 {
-        self.wakeups
-    }
-
-    /// The epoll fd (readable when the ring has new data), to poll several sources at once;
-    /// after it fires call [`RingBuf::consume`] (or `poll` with a zero timeout).
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+        self.waiter.wakeups()
     }
 
     /// Bytes between the consumer and producer positions (including records still BUSY and
@@ -261,12 +244,30 @@ impl RingBuf {
 
     /// The data area size (`max_entries`).
     pub fn size(&self) -> u64 {
-        self.size
+        self.view.size()
+    }
+
+    /// The consumer position now (where the next drain starts).
+    pub fn consumer_pos(&self) -> u64 {
+        self.view.consumer_pos()
+    }
+
+    /// The producer position now.
+    pub fn producer_pos(&self) -> u64 {
+        self.view.producer_pos()
+    }
+}
+
+/// The epoll fd, readable when the ring has new data (or records were left behind); after it
+/// fires call [`RingBuf::consume`].
+impl AsFd for RingBuf {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.waiter.epoll().as_fd()
     }
 }
 
 impl AsRawFd for RingBuf {
     fn as_raw_fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+        self.as_fd().as_raw_fd()
     }
 }

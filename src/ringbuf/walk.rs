@@ -10,11 +10,29 @@
 //! area. Each record starts with an 8-byte header `{ u32 len; u32 pg_off; }`; `len` carries
 //! the BUSY bit (reserved, not yet committed) and the DISCARD bit (committed but dropped).
 //! Records are 8-byte aligned: the next one starts `round_up(len + 8, 8)` bytes later.
+//!
+//! Loads from the read-only mapping (producer_pos, headers) are `Relaxed` followed by
+//! `fence(Acquire)`: Rust's atomics may not do an acquire *load* on read-only memory (an
+//! implementation may use a read-modify-write for it), but a relaxed load plus an acquire
+//! fence synchronizes with the kernel's release just the same (a fence-to-atomic pairing).
+//!
+//! The walk predicts: a tracer's records mostly have one size, so the walk takes the next
+//! record to be as long as the last one and verifies it with the header it decodes anyway.
+//! When the prediction holds, the next position is computed from the prediction, not from the
+//! loaded header: a branch the CPU predicts instead of a data dependency it must wait for,
+//! so it runs ahead through several records and issues their header loads while earlier
+//! ones are still arriving (each header used to say where the next one is, a chain of
+//! dependent loads). A size change, BUSY, DISCARD and the wrap take the checked path.
+//! Measured on a 16 MiB fake ring of 64-byte records (min of 40 walks): 2.79 ns/record
+//! before, 1.39 after, against 0.97 for a plain read of the same slots. Loading 2 to 16
+//! predicted headers explicitly was slower (1.9 to 2.3 ns): the extra loads cost more than
+//! the CPU's own run-ahead leaves to gain.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-use super::RingBufError;
+use crate::consumer::observer::{Observer, RingRecord, Stopped};
+use crate::consumer::{ConsumerError, Drain};
 
 /// Header bit: the producer reserved this record and has not committed it yet.
 pub const BUSY_BIT: u32 = 1 << 31;
@@ -28,6 +46,13 @@ pub const HDR_SZ: u64 = 8;
 /// to 4096 about doubled the drain rate, since the hardware prefetchers stop at 4 KiB pages.
 const PREFETCH_AHEAD: u64 = 2048;
 
+/// The walk stores `consumer_pos` before handing out a record once this many bytes are
+/// read but unreleased, so a slow callback (a blocked stdout) holds at most this much of the
+/// ring besides its own record (libbpf releases after every record; a store per record
+/// would cost a cache-line transfer to the producer each time). Records this big or bigger
+/// are released one by one.
+pub(crate) const RELEASE_BYTES: u64 = 4096;
+
 /// Raw view of one ring's shared state. Holds no ownership; the owner (`RingBuf`, or a test's
 /// fake mapping) keeps the memory alive for as long as the view is used.
 #[derive(Debug)]
@@ -38,15 +63,6 @@ pub(crate) struct RingView {
     size: u64,
 }
 
-/// What one drain pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Drain {
-    /// Records handed to the callback (discarded records are not counted).
-    pub delivered: usize,
-    /// The callback returned `Break`; committed records may remain.
-    pub broke: bool,
-}
-
 impl RingView {
     /// # Safety
     /// - `consumer_pos` and `producer_pos` point to 8-byte aligned u64s that stay valid (and
@@ -54,7 +70,8 @@ impl RingView {
     /// - `data` points to `2 * size` readable bytes, 8-byte aligned, where byte `i + size`
     ///   always equals byte `i` (the double mapping), valid for the life of the view;
     /// - `size` is a power of two, at least 16;
-    /// - only this view (one consumer) ever writes `consumer_pos`.
+    /// - only this view (one consumer) ever writes `consumer_pos`, and the records it hands
+    ///   out are not released by anyone else while the callback holds them.
     pub(crate) unsafe fn new(
         consumer_pos: *const AtomicU64,
         producer_pos: *const AtomicU64,
@@ -86,11 +103,20 @@ impl RingView {
         self.consumer().load(Ordering::Relaxed)
     }
 
-    /// The producer position. Acquire pairs with the kernel's
-    /// `smp_store_release(&rb->producer_pos, new_prod_pos)` in `__bpf_ringbuf_reserve`: every
-    /// header below that position (at least its BUSY-marked reservation) is then visible.
+    /// The producer position: a Relaxed load (the page is mapped read-only) then
+    /// `fence(Acquire)`, which pairs with the kernel's
+    /// `smp_store_release(&rb->producer_pos, new_prod_pos)` in `__bpf_ringbuf_reserve`
+    /// (kernel/bpf/ringbuf.c): every header below that position (at least its BUSY-marked
+    /// reservation) is then visible.
     pub(crate) fn producer_pos(&self) -> u64 {
-        self.producer().load(Ordering::Acquire)
+        let p = self.producer().load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        p
+    }
+
+    /// The data area size.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
     }
 
     /// Bytes reserved by the producer and not yet consumed (committed, busy or discarded).
@@ -98,21 +124,31 @@ impl RingView {
         self.producer_pos().saturating_sub(self.consumer_pos())
     }
 
-    /// The header word of the record at position `pos`. Acquire pairs with the commit's
-    /// `xchg(&hdr->len, new_len)` (a full barrier, and store-release on older kernels): once
-    /// BUSY is seen clear, the record's payload written before the commit is visible.
-    fn header_len(&self, pos: u64) -> u32 {
+    /// The header word of the record at `pos`, loaded Relaxed. The caller issues
+    /// `fence(Acquire)` after it (and after any other headers loaded with it) before reading a
+    /// payload: that fence pairs with the commit's `xchg(&hdr->len, new_len)` in
+    /// `bpf_ringbuf_commit` (kernel/bpf/ringbuf.c; an `xchg` since the ring buffer's first
+    /// version in 5.8, a full barrier), so once BUSY is seen clear the payload written before
+    /// the commit is visible.
+    #[inline(always)]
+    fn header_word(&self, pos: u64) -> u32 {
         let off = pos & (self.size - 1);
-        // SAFETY: off < size and off is 8-aligned (positions advance in multiples of 8 and the
-        // data area is 8-aligned), so the u32 at data+off is inside the mapping and aligned.
-        // The kernel writes it concurrently, hence the atomic load.
-        unsafe { (*self.data.add(off as usize).cast::<AtomicU32>()).load(Ordering::Acquire) }
+        // SAFETY: off < size and off is 8-aligned (positions advance in multiples of 8, the
+        // start position is checked to be 8-aligned, and the data area is 8-aligned), so the
+        // u32 at data+off is inside the mapping and aligned. The kernel writes it
+        // concurrently, hence the atomic load.
+        unsafe { (*self.data.add(off as usize).cast::<AtomicU32>()).load(Ordering::Relaxed) }
+    }
+
+    /// The header's second word (`pg_off`), for the observer only.
+    fn header_pg_off(&self, pos: u64) -> u32 {
+        let off = (pos & (self.size - 1)) + 4;
+        // SAFETY: as in header_word: off + 4 <= size, 4-aligned, inside the mapping.
+        unsafe { (*self.data.add(off as usize).cast::<AtomicU32>()).load(Ordering::Relaxed) }
     }
 
     /// Hints the CPU to start loading the cache line of position `pos` (records ahead of
-    /// the one being read). The walk is a chain of dependent loads (each header says where the
-    /// next one is), so without this every new cache line costs a full cache-miss latency;
-    /// prefetching breaks the chain. Only a hint: it never faults and reads nothing.
+    /// the one being read). Only a hint: it never faults and reads nothing.
     #[inline(always)]
     fn prefetch(&self, pos: u64) {
         let off = (pos & (self.size - 1)) as usize;
@@ -120,74 +156,124 @@ impl RingView {
         crate::sys::mmap::prefetch(self.data.wrapping_add(off));
     }
 
+    /// Stores `consumer_pos`. Release pairs with the kernel's
+    /// `smp_load_acquire(&rb->consumer_pos)` in `__bpf_ringbuf_reserve` (the space check) and
+    /// in `bpf_ringbuf_commit` (the wakeup check), kernel/bpf/ringbuf.c: our reads of the
+    /// consumed records happen before the producer may overwrite them.
+    #[inline(always)]
+    fn release(&self, pos: u64) {
+        self.consumer().store(pos, Ordering::Release);
+    }
+
     /// True if the record at the consumer position is committed (not BUSY): calling
     /// [`RingView::drain`] would make progress.
     pub(crate) fn head_committed(&self) -> bool {
         let cons = self.consumer_pos();
-        cons < self.producer_pos() && self.header_len(cons) & BUSY_BIT == 0
+        cons < self.producer_pos() && self.header_word(cons) & BUSY_BIT == 0
     }
 
     /// One pass over the records present when it starts: hands each committed, non-discarded
     /// record's payload to `f`, skips discarded ones, stops at a BUSY record, after `f` says
-    /// `Break`, or at a corrupt header. Publishes the new consumer position once, at the end
-    /// (also when returning an error, for the records already handed out). Prefetches
-    /// [`PREFETCH_AHEAD`] bytes ahead, within what the producer has reserved.
-    pub(crate) fn drain<F>(&self, f: &mut F) -> Result<Drain, RingBufError>
+    /// `Break`, or at a corrupt header. Stores the consumer position every
+    /// [`RELEASE_BYTES`] and at the end (also when returning an error, for the records
+    /// already handed out). Reports each step to `obs`.
+    pub(crate) fn drain<O, F>(&self, obs: &mut O, f: &mut F) -> Result<Drain, ConsumerError>
     where
+        O: Observer,
         F: FnMut(&[u8]) -> ControlFlow<()>,
     {
         let start = self.consumer_pos();
         let prod = self.producer_pos();
+        if O::enabled() {
+            obs.ring_drain_start(start, prod, self.size);
+        }
         let mut cons = start;
+        let mut released = start;
         let mut out = Drain::default();
         let mut result = Ok(());
+        let mut stopped = Stopped::Empty;
+        // The size of the last record: the prediction for the next one.
+        let mut stride: u64 = 0;
         while cons < prod {
+            let pos = cons;
             // Only below prod: lines past it may be in the producer's hands right now, and
             // pulling them into our cache would cost it a cache-line transfer. (Written as a
-            // difference: cons < prod, so neither side can overflow.)
-            if prod - cons > PREFETCH_AHEAD {
-                self.prefetch(cons + PREFETCH_AHEAD);
+            // difference: pos < prod, so neither side can overflow.)
+            let left = prod - pos;
+            if left > PREFETCH_AHEAD {
+                self.prefetch(pos + PREFETCH_AHEAD);
             }
-            let word = self.header_len(cons);
-            if word & BUSY_BIT != 0 {
-                // Records are published in order: nothing after a busy one may be consumed.
-                break;
+            let word = self.header_word(pos);
+            // Orders the header load before any read of the payload: see `header_word`.
+            fence(Ordering::Acquire);
+            if pos - released >= RELEASE_BYTES {
+                self.release(pos);
+                released = pos;
+                obs.ring_release(pos, false);
             }
             let len = word & !(BUSY_BIT | DISCARD_BIT);
             let total = (u64::from(len) + HDR_SZ + 7) & !7;
-            if total > self.size || total > prod - cons {
-                result = Err(RingBufError::CorruptHeader {
-                    pos: cons,
+            if O::enabled() {
+                obs.ring_record(&RingRecord {
+                    pos,
+                    header: word,
                     len,
-                    limit: (prod - cons).min(self.size),
+                    busy: word & BUSY_BIT != 0,
+                    discard: word & DISCARD_BIT != 0,
+                    pg_off: self.header_pg_off(pos),
+                    wraps: (pos & (self.size - 1)) + total.min(self.size) > self.size,
+                });
+            }
+            if word & BUSY_BIT != 0 {
+                // Records are published in order: nothing after a busy one may be read.
+                stopped = Stopped::Busy;
+                break;
+            }
+            if total > self.size || total > left {
+                stopped = Stopped::Corrupt;
+                result = Err(ConsumerError::CorruptRing {
+                    pos,
+                    len,
+                    limit: left.min(self.size),
                 });
                 break;
             }
             if word & DISCARD_BIT == 0 {
-                let off = (cons & (self.size - 1)) + HDR_SZ;
+                let off = (pos & (self.size - 1)) + HDR_SZ;
                 // SAFETY: off + len <= (size - 1) + total <= 2 * size, inside the double
                 // mapping, where the bytes are contiguous. The record is committed (BUSY clear,
-                // seen with Acquire) and lies below our unpublished consumer position, so the
-                // kernel will not reuse these bytes until we store consumer_pos after the
-                // callback returns: the borrow cannot observe concurrent writes.
+                // loaded before the Acquire fence above) and lies at or past our last
+                // consumer_pos store, so the kernel will not reuse these bytes until a later
+                // store (after the callback returns): the borrow cannot observe concurrent
+                // writes.
                 let rec = unsafe {
                     std::slice::from_raw_parts(self.data.add(off as usize), len as usize)
                 };
                 out.delivered += 1;
-                cons += total;
                 if f(rec).is_break() {
+                    cons = pos + total;
                     out.broke = true;
+                    stopped = Stopped::Break;
                     break;
                 }
-            } else {
-                cons += total;
             }
+            if total != stride {
+                // A new size: predict it for the next record.
+                cons = pos + total;
+                stride = total;
+                continue;
+            }
+            // The prediction held: the next position comes from `stride`, not from the header
+            // just decoded, so the CPU can run ahead on the predicted branch and issue the
+            // next header loads before this one's arrives.
+            cons = pos + stride;
         }
-        if cons != start {
-            // Release pairs with the kernel's smp_load_acquire(&rb->consumer_pos) in
-            // __bpf_ringbuf_reserve (space check) and bpf_ringbuf_commit (wakeup check): our
-            // reads of the consumed records happen before the producer may overwrite them.
-            self.consumer().store(cons, Ordering::Release);
+        if cons != released {
+            self.release(cons);
+            obs.ring_release(cons, true);
+        }
+        if O::enabled() {
+            obs.ring_drain_end(cons, stopped);
         }
         result.map(|()| out)
     }
@@ -280,10 +366,11 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::FakeRing;
     use super::*;
+    use crate::consumer::NoObserver;
 
-    fn collect(view: &RingView) -> (Vec<Vec<u8>>, Result<Drain, RingBufError>) {
+    fn collect(view: &RingView) -> (Vec<Vec<u8>>, Result<Drain, ConsumerError>) {
         let mut got = Vec::new();
-        let r = view.drain(&mut |rec: &[u8]| {
+        let r = view.drain(&mut NoObserver, &mut |rec: &[u8]| {
             got.push(rec.to_vec());
             ControlFlow::Continue(())
         });
@@ -344,7 +431,7 @@ mod tests {
         }
         let mut seen = Vec::new();
         ring.view()
-            .drain(&mut |_rec: &[u8]| {
+            .drain(&mut NoObserver, &mut |_rec: &[u8]| {
                 seen.push(ring.cons());
                 ControlFlow::Continue(())
             })
@@ -457,7 +544,7 @@ mod tests {
         let view = ring.view();
         let mut seen = Vec::new();
         let d = view
-            .drain(&mut |rec: &[u8]| {
+            .drain(&mut NoObserver, &mut |rec: &[u8]| {
                 seen.push(rec.to_vec());
                 ControlFlow::Break(())
             })
@@ -489,7 +576,7 @@ mod tests {
         let (got, r) = collect(&view);
         assert_eq!(got, vec![b"ok".to_vec()]);
         match r {
-            Err(RingBufError::CorruptHeader { pos, len, .. }) => {
+            Err(ConsumerError::CorruptRing { pos, len, .. }) => {
                 assert_eq!((pos, len), (bad, 1000));
             }
             other => panic!("expected CorruptHeader, got {other:?}"),
@@ -506,7 +593,7 @@ mod tests {
         ring.push_raw(b"abc", 0, 100);
         assert!(matches!(
             collect(&ring.view()).1,
-            Err(RingBufError::CorruptHeader { .. })
+            Err(ConsumerError::CorruptRing { .. })
         ));
         // Both flag bits are masked off before the check: BUSY|DISCARD|len must not be
         // mistaken for a huge length when BUSY is clear.
@@ -515,3 +602,6 @@ mod tests {
         assert_eq!(collect(&ring.view()).1.unwrap().delivered, 0);
     }
 }
+
+#[cfg(test)]
+mod predict_tests;

@@ -16,6 +16,7 @@ const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 const BPF_BTF_LOAD: u32 = 18;
 const BPF_MAP_FREEZE: u32 = 22;
 const BPF_LINK_CREATE: u32 = 28;
+const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
 
 pub use super::uapi::*;
 
@@ -185,6 +186,8 @@ pub struct ProgLoad<'a> {
     /// Raw `bpf_line_info` records, `line_info_rec_size` bytes each.
     pub line_info: &'a [u8],
     pub line_info_rec_size: u32,
+    /// BTF id of the attach target in vmlinux (tp_btf, fentry, ...); 0 for none.
+    pub attach_btf_id: u32,
 }
 
 #[repr(C)]
@@ -233,6 +236,7 @@ pub fn prog_load(spec: &ProgLoad<'_>, log: Option<&mut Vec<u8>>) -> io::Result<O
         prog_flags: spec.prog_flags,
         prog_name: obj_name(spec.name),
         expected_attach_type: spec.expected_attach_type,
+        attach_btf_id: spec.attach_btf_id,
         ..Default::default()
     };
     if let Some(btf) = spec.btf_fd {
@@ -344,6 +348,55 @@ pub fn link_create_perf_event(
     sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from_ret)
 }
 
+/// `BPF_LINK_CREATE` for a BTF-typed raw tracepoint program (`tp_btf`, attach type
+/// `BPF_TRACE_RAW_TP`, target from its attach_btf_id): kernel >= 6.10; older kernels answer
+/// EINVAL and [`raw_tracepoint_open`] is the way.
+pub fn link_create_tracing(prog: BorrowedFd<'_>, attach_type: u32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        ..Default::default()
+    };
+    sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from_ret)
+}
+
+/// `BPF_LINK_CREATE` with attach type `BPF_PERF_EVENT` on a raw target fd, for the perf link
+/// probe: with `target_fd` -1 a kernel with perf links answers EBADF, one without EINVAL.
+pub fn link_create_perf_event_raw(prog: BorrowedFd<'_>, target_fd: i32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_fd: target_fd as u32,
+        attach_type: BPF_PERF_EVENT,
+        ..Default::default()
+    };
+    sys_bpf(BPF_LINK_CREATE, &mut attr).map(fd_from_ret)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointOpenAttr {
+    name: u64,
+    prog_fd: u32,
+    _pad: u32,
+    cookie: u64,
+}
+
+/// `BPF_RAW_TRACEPOINT_OPEN`: attaches a raw tracepoint program to tracepoint `name`, or a
+/// tp_btf program (name `None`: the target comes from its attach_btf_id). Returns a link fd.
+pub fn raw_tracepoint_open(name: Option<&str>, prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let cname = name
+        .map(|n| {
+            std::ffi::CString::new(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        })
+        .transpose()?;
+    let mut attr = RawTracepointOpenAttr {
+        name: cname.as_ref().map_or(0, |c| c.as_ptr() as u64),
+        prog_fd: prog.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr).map(fd_from_ret)
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct TestRunAttr {
@@ -399,6 +452,21 @@ pub fn obj_get_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<u32> {
     };
     sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(attr.info_len)
+}
+
+/// `bpf_prog_info.recursion_misses`: how often the kernel skipped the program because a BPF
+/// program was already running on that CPU (Linux >= 5.12; `None` before).
+pub fn prog_recursion_misses(prog: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    // offsetof(struct bpf_prog_info, recursion_misses) == 208 (include/uapi/linux/bpf.h)
+    const OFF: usize = 208;
+    let mut raw = [0u8; OFF + 8];
+    let len = obj_get_info(prog, &mut raw)? as usize;
+    if len < OFF + 8 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&raw[OFF..OFF + 8]);
+    Ok(Some(u64::from_ne_bytes(b)))
 }
 
 /// The fields of `struct bpf_map_info` we read.

@@ -101,23 +101,22 @@ pub fn current_cpu() -> io::Result<u32> {
     u32::try_from(rc).map_err(|_| io::Error::last_os_error())
 }
 
-/// User + system CPU time consumed so far by the calling thread (`getrusage(RUSAGE_THREAD)`).
+/// CPU time (user + system) consumed so far by the calling thread, to the nanosecond
+/// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`: the scheduler's runtime sum; getrusage's
+/// RUSAGE_THREAD is tick-sampled and reads 0 for bursts shorter than a tick).
 pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
-    // SAFETY: rusage is plain integers, valid when zeroed; getrusage writes one rusage into
-    // the live, writable struct we pass.
-    let (rc, ru) = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        let rc = libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-        (rc, ru)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    if rc < 0 {
+    // SAFETY: clock_gettime writes one timespec into the live, writable local we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    let tv = |t: libc::timeval| {
-        std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    Ok(tv(ru.ru_utime) + tv(ru.ru_stime))
+    Ok(std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    ))
 }
 
 /// Calls `getpgid(0)`: a cheap syscall whose `sys_enter_getpgid` tracepoint the benchmark's

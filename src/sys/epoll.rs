@@ -28,9 +28,8 @@ impl Epoll {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is a freshly created descriptor that nothing else owns.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Epoll { fd })
     }
 
     /// Registers `fd` for `events` (e.g. `EPOLLIN | EPOLLET`); `token` comes back from
@@ -123,10 +122,8 @@ mod tests {
 
     fn write1(fd: &OwnedFd) {
         // SAFETY: writing one byte from a live buffer to our own pipe.
-        assert_eq!(
-            unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) },
-            1
-        );
+        let n = unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub fn has_capability(cap: u32) -> bool {
         .is_some_and(|d| d.effective & (1 << bit) != 0)
 }
 
+/// Whether this process may load BPF programs and open tracepoint perf events: CAP_SYS_ADMIN,
+/// or CAP_BPF and CAP_PERFMON together (Linux >= 5.8).
+pub fn has_bpf_privilege() -> bool {
+    has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
+}
+
 pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_PERFMON: u32 = 38;
 pub const CAP_BPF: u32 = 39;

@@ -161,10 +161,8 @@ mod tests {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let ps = page_size();
         // SAFETY: ftruncate on our own fd.
-        assert_eq!(
-            unsafe { libc::ftruncate(fd.as_raw_fd(), (2 * ps) as libc::off_t) },
-            0
-        );
+        let rc = unsafe { libc::ftruncate(fd.as_raw_fd(), (2 * ps) as libc::off_t) };
+        assert_eq!(rc, 0);
         let rw = Mmap::map(fd.as_fd(), ps as u64, ps, Prot::ReadWrite, libc::MAP_SHARED).unwrap();
         let ro = Mmap::map(fd.as_fd(), ps as u64, ps, Prot::Read, libc::MAP_SHARED).unwrap();
         assert_eq!(rw.len(), ps);

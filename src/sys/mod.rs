@@ -3,11 +3,14 @@
 //! (or a plain value); the layers above add context.
 
 pub mod bpf;
+pub mod cgroup;
 pub mod cpus;
 pub mod epoll;
+pub mod eventfd;
 pub mod kernel;
 pub mod mmap;
 pub mod perf;
+pub mod probe;
 pub mod signal;
 pub mod time;
 pub mod tracefs;

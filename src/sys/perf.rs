@@ -153,32 +153,34 @@ pub fn open_bpf_output(cpu: u32, wakeup: Wakeup) -> io::Result<OwnedFd> {
     perf_event_open(&attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
 }
 
-fn ioctl(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: libc::c_ulong, what: &str) -> io::Result<()> {
+/// The OS error is returned as is (callers match on `raw_os_error()`, e.g. EACCES from
+/// PERF_EVENT_IOC_SET_BPF for a program reading past the tracepoint's record); the caller's
+/// error says which step failed.
+fn ioctl(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: libc::c_ulong) -> io::Result<()> {
     // SAFETY: the requests used here take an integer argument (or none); no pointer is
     // passed, and fd is valid for the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
     if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
 /// `PERF_EVENT_IOC_ENABLE`.
 pub fn ioc_enable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    ioctl(fd, PERF_EVENT_IOC_ENABLE, 0, "PERF_EVENT_IOC_ENABLE")
+    ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
 }
 
 /// `PERF_EVENT_IOC_DISABLE`.
 pub fn ioc_disable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    ioctl(fd, PERF_EVENT_IOC_DISABLE, 0, "PERF_EVENT_IOC_DISABLE")
+    ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)
 }
 
 /// `PERF_EVENT_IOC_SET_BPF`: attach BPF program `prog` to the perf event `fd`.
 pub fn ioc_set_bpf(fd: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
     let prog = libc::c_ulong::try_from(prog.as_raw_fd())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative program fd"))?;
-    ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog, "PERF_EVENT_IOC_SET_BPF")
+    ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog)
 }
 
 /// Byte offsets of the fields we use in `struct perf_event_mmap_page` (the first page of a

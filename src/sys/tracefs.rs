@@ -43,6 +43,7 @@ fn unescape_mount_path(s: &str) -> String {
 }
 
 fn is_tracefs_root(p: &Path) -> bool {
+    // Only for paths we just mounted ourselves (found mounts are checked in `find_or_mount`).
     p.join("events").is_dir()
 }
 
@@ -64,16 +65,30 @@ fn mount(fstype: &str, target: &str) -> io::Result<()> {
 /// automounts), else a fresh tracefs mount at /sys/kernel/tracing, else debugfs mounted at
 /// /sys/kernel/debug. The error says what was tried.
 pub fn find_or_mount() -> io::Result<PathBuf> {
-    for p in mounts_of("tracefs") {
-        if is_tracefs_root(&p) {
-            return Ok(p);
+    let mut denied = None;
+    let candidates = mounts_of("tracefs")
+        .into_iter()
+        .chain(mounts_of("debugfs").into_iter().map(|p| p.join("tracing")));
+    for p in candidates {
+        match std::fs::metadata(p.join("events")) {
+            Ok(m) if m.is_dir() => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                denied.get_or_insert(p);
+            }
+            _ => {}
         }
     }
-    for p in mounts_of("debugfs") {
-        let t = p.join("tracing");
-        if is_tracefs_root(&t) {
-            return Ok(t);
-        }
+    // Mounted but closed to us: that is not "not mounted", and mounting again would not help.
+    if let Some(p) = denied {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "tracefs is mounted at {} but this process may not read it (permission denied): \
+                 run as root, or let this user read it (e.g. `mount -o remount,mode=755 {}`)",
+                p.display(),
+                p.display()
+            ),
+        ));
     }
     let first = match mount("tracefs", TRACEFS) {
         Ok(()) if is_tracefs_root(Path::new(TRACEFS)) => return Ok(PathBuf::from(TRACEFS)),

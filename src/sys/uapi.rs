@@ -8,6 +8,8 @@ pub const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 pub const BPF_MAP_TYPE_PERF_EVENT_ARRAY: u32 = 4;
 pub const BPF_MAP_TYPE_PERCPU_HASH: u32 = 5;
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+pub const BPF_MAP_TYPE_CGROUP_ARRAY: u32 = 8;
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 // Program types (enum bpf_prog_type) we name.
@@ -24,6 +26,9 @@ pub const BPF_PERF_EVENT: u32 = 41;
 
 /// `BPF_F_RDONLY_PROG`: the program may only read the map (used for frozen .rodata).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+/// `BPF_F_MMAPABLE`: an array map user space can mmap (Linux >= 5.5); global data counters
+/// are then read without a map syscall.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// `BPF_ANY` for map updates.
 pub const BPF_ANY: u64 = 0;
 
@@ -34,6 +39,8 @@ pub const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 pub const BPF_PROG_TYPE_SCHED_ACT: u32 = 4;
 pub const BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: u32 = 24;
 pub const BPF_PROG_TYPE_LSM: u32 = 29;
+pub const BPF_PROG_TYPE_STRUCT_OPS: u32 = 27;
+pub const BPF_PROG_TYPE_EXT: u32 = 28;
 pub const BPF_PROG_TYPE_SYSCALL: u32 = 31;
 
 // Attach types (enum bpf_attach_type) the section names imply.
@@ -46,7 +53,7 @@ pub const BPF_TRACE_ITER: u32 = 28;
 
 /// `src_reg` of an `ld_imm64` whose imm is a map fd.
 pub const BPF_PSEUDO_MAP_FD: u8 = 1;
-/// `src_reg` of an `ld_imm64` whose insn[0].imm is a map fd and insn[1].imm an offset into its value.
+/// `src_reg` of an `ld_imm64` whose `insn[0].imm` is a map fd and `insn[1].imm` an offset into its value.
 pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
 /// `src_reg` of a `call` to a bpf-to-bpf subprogram (imm = relative instruction offset).
 pub const BPF_PSEUDO_CALL: u8 = 1;

@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: privilege and kernel gates (loud skips, and
 //! failures under RAWSNOOP_REQUIRE_BPF=1), temporary probe programs, and running the CLI.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different subset (expect would fail in the crates that use all)"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

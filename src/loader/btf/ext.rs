@@ -6,6 +6,8 @@
 //! `{sec_name_off: u32, num_info: u32, num_info records of rec_size bytes}`. Records may be longer than
 //! the fields we know (newer producers); the extra bytes are skipped.
 
+use std::collections::{HashMap, HashSet};
+
 use super::parse::Reader;
 use super::{Btf, BtfError, BtfKind};
 
@@ -34,8 +36,58 @@ pub struct CoreRelo {
     pub kind: u32,
 }
 
-/// Records of one kind, grouped by ELF section name.
-type PerSection<T> = Vec<(String, Vec<T>)>;
+/// Records of one kind, grouped by ELF section name, in the order the sections first appear;
+/// looked up by name through a hash index (a hostile .BTF.ext may name many sections).
+#[derive(Debug, Clone)]
+struct PerSection<T> {
+    list: Vec<(String, Vec<T>)>,
+    index: HashMap<String, usize>,
+}
+
+impl<T> Default for PerSection<T> {
+    fn default() -> Self {
+        PerSection {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T> PerSection<T> {
+    fn add(&mut self, section: &str, recs: Vec<T>) {
+        match self.index.get(section) {
+            Some(&i) => {
+                if let Some((_, v)) = self.list.get_mut(i) {
+                    v.extend(recs);
+                }
+            }
+            None => {
+                self.index.insert(section.to_string(), self.list.len());
+                self.list.push((section.to_string(), recs));
+            }
+        }
+    }
+
+    fn get(&self, section: &str) -> &[T] {
+        self.index
+            .get(section)
+            .and_then(|&i| self.list.get(i))
+            .map(|(_, recs)| recs.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Orders each section's records by `key` (stable: records on one instruction keep their
+    /// file order), so users can find the records of an instruction range by binary search.
+    fn sort_by_insn(&mut self, key: impl Fn(&T) -> u32) {
+        for (_, recs) in &mut self.list {
+            recs.sort_by_key(&key);
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|(n, _)| n.as_str())
+    }
+}
 
 /// Parsed .BTF.ext.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +128,7 @@ impl<'a> Area<'a> {
         range: std::ops::Range<usize>,
         decode: impl Fn(&Reader<'a>, usize) -> Result<T, BtfError>,
     ) -> Result<(u32, PerSection<T>), BtfError> {
-        let mut out: PerSection<T> = Vec::new();
+        let mut out: PerSection<T> = PerSection::default();
         if range.is_empty() {
             return Ok((0, out));
         }
@@ -135,10 +187,7 @@ impl<'a> Area<'a> {
                 recs.push(decode(&self.r, pos + i * rec_size as usize)?);
             }
             pos += bytes as usize;
-            match out.iter_mut().find(|(name, _)| name == sec) {
-                Some((_, v)) => v.extend(recs),
-                None => out.push((sec.to_string(), recs)),
-            }
+            out.add(sec, recs);
         }
         Ok((rec_size, out))
     }
@@ -164,13 +213,6 @@ fn area_range(
             ),
         )),
     }
-}
-
-fn find<'s, T>(v: &'s PerSection<T>, section: &str) -> &'s [T] {
-    v.iter()
-        .find(|(name, _)| name == section)
-        .map(|(_, recs)| recs.as_slice())
-        .unwrap_or(&[])
 }
 
 impl BtfExt {
@@ -260,6 +302,10 @@ impl BtfExt {
                 }
                 Ok(rec)
             })?;
+        let (mut func_info, mut line_info, mut core_relos) = (func_info, line_info, core_relos);
+        func_info.sort_by_insn(|r| r.insn_off);
+        line_info.sort_by_insn(|r| r.insn_off);
+        core_relos.sort_by_insn(|r| r.insn_off);
         Ok(BtfExt {
             func_info,
             line_info,
@@ -270,28 +316,29 @@ impl BtfExt {
         })
     }
 
-    /// func_info records for ELF section `section` (empty if none).
+    /// func_info records for ELF section `section` (empty if none), ordered by `insn_off`.
     pub fn func_info(&self, section: &str) -> &[FuncInfo] {
-        find(&self.func_info, section)
+        self.func_info.get(section)
     }
 
-    /// line_info records for ELF section `section` (empty if none).
+    /// line_info records for ELF section `section` (empty if none), ordered by `insn_off`.
     pub fn line_info(&self, section: &str) -> &[LineInfo] {
-        find(&self.line_info, section)
+        self.line_info.get(section)
     }
 
-    /// CO-RE relocation records for ELF section `section` (empty if none).
+    /// CO-RE relocation records for ELF section `section` (empty if none), ordered by
+    /// `insn_off` (records on one instruction in file order).
     pub fn core_relos(&self, section: &str) -> &[CoreRelo] {
-        find(&self.core_relos, section)
+        self.core_relos.get(section)
     }
 
     /// ELF section names that have func_info, line_info or CO-RE records.
     pub fn sections(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
-        let all = self.func_info.iter().map(|(n, _)| n.as_str());
-        let all = all.chain(self.line_info.iter().map(|(n, _)| n.as_str()));
-        for n in all.chain(self.core_relos.iter().map(|(n, _)| n.as_str())) {
-            if !names.contains(&n) {
+        let mut seen = HashSet::new();
+        let all = self.func_info.names().chain(self.line_info.names());
+        for n in all.chain(self.core_relos.names()) {
+            if seen.insert(n) {
                 names.push(n);
             }
         }

@@ -1,20 +1,32 @@
 //! C-like printing of BTF types. Total: every walk is depth-bounded and every call has an output
 //! budget, so cycles, deep nesting and huge hostile inputs produce a marker instead of hanging.
+//!
+//! The budget counts everything emitted (names, keywords, punctuation, numbers), so a rendering is
+//! never longer than its budget plus a few markers; [`Btf::format_all`]'s total is linear in the
+//! size of the BTF (with a cap), so printing cannot amplify a small hostile blob.
 
 use super::types::*;
 use super::{Btf, MAX_RESOLVE_DEPTH};
+use crate::escape::escape_str;
 
 /// Output budget of one `format_type` call, in bytes (roughly).
-const MAX_OUTPUT: usize = 64 * 1024;
-/// Budget shared by all the types of one `format_all` call (a 6.18 vmlinux spends ~18 MiB), so a
-/// hostile blob with many expensive types cannot make it run for minutes.
+pub(crate) const MAX_OUTPUT: usize = 64 * 1024;
+/// Cap of the budget shared by all the types of one `format_all` call (a 6.18 vmlinux spends
+/// ~30 MiB), so a hostile blob with many expensive types cannot make it run for minutes.
 const MAX_ALL_OUTPUT: usize = 64 * 1024 * 1024;
+/// `format_all`'s C-like budget: this many bytes per byte of BTF (types + strings), plus
+/// [`ALL_OUTPUT_BASE`], up to `MAX_ALL_OUTPUT` (64 MiB).
+pub const ALL_OUTPUT_PER_INPUT_BYTE: usize = 16;
+/// See [`ALL_OUTPUT_PER_INPUT_BYTE`].
+pub const ALL_OUTPUT_BASE: usize = 1024 * 1024;
+/// Longest raw line (`[id] KIND 'name' fields`) with a `MAX_NAME` name, for bounds in tests.
+pub const MAX_RAW_LINE: usize = MAX_NAME + 160;
 /// How many anonymous struct/union/enum bodies may nest inside one another.
 const MAX_EXPAND_DEPTH: u32 = 8;
 /// Names longer than this are cut (hostile string sections can hold megabyte "names").
 const MAX_NAME: usize = 512;
 /// Marker for output cut by a budget or a depth bound.
-const CUT: &str = "/* ... */";
+pub(crate) const CUT: &str = "/* ... */";
 
 struct Fmt<'a> {
     btf: &'a Btf,
@@ -46,6 +58,11 @@ impl<'a> Fmt<'a> {
         }
     }
 
+    /// Charges `n` bytes of fixed text (keywords, punctuation, numbers) about to be emitted.
+    fn lit(&mut self, n: usize) {
+        let _ = self.out_of_budget(n);
+    }
+
     /// The string at `off`, cut to [`MAX_NAME`] bytes, or a marker when it is not a valid string.
     fn name(&mut self, off: u32) -> String {
         let s = match self.btf.string_at(off) {
@@ -56,11 +73,13 @@ impl<'a> Fmt<'a> {
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        let _ = self.out_of_budget(end);
+        // Names come from the object: printed through the one escaping function.
+        let name = escape_str(&s[..end]);
+        let _ = self.out_of_budget(name.len());
         if end < s.len() {
-            format!("{}...", &s[..end])
+            format!("{name}...")
         } else {
-            s.to_string()
+            name
         }
     }
 
@@ -73,11 +92,15 @@ impl<'a> Fmt<'a> {
             return join(CUT, inner);
         }
         if id == 0 {
+            self.lit(5);
             return join("void", inner);
         }
         let t = match self.btf.type_by_id(id) {
             Ok(t) => t,
-            Err(_) => return join(&format!("/* bad type [{id}] */"), inner),
+            Err(_) => {
+                self.lit(30);
+                return join(&format!("/* bad type [{id}] */"), inner);
+            }
         };
         let direct_kind = |tid: u32| self.btf.kind_of(tid).unwrap_or(BtfKind::Void);
         match t {
@@ -92,12 +115,14 @@ impl<'a> Fmt<'a> {
                     self.body(id, depth, expand + 1)
                 } else {
                     let kw = keyword(t.kind());
+                    self.lit(kw.len() + 1);
                     format!("{kw} {}", self.name(*name_off))
                 };
                 join(&base, inner)
             }
             BtfType::Fwd { name_off, is_union } => {
                 let kw = if *is_union { "union" } else { "struct" };
+                self.lit(kw.len() + 1);
                 join(&format!("{kw} {}", self.name(*name_off)), inner)
             }
             BtfType::Ptr { type_id } => {
@@ -111,6 +136,7 @@ impl<'a> Fmt<'a> {
                     BtfKind::Volatile => "volatile",
                     _ => "restrict",
                 };
+                self.lit(q.len() + 1);
                 if direct_kind(*type_id) == BtfKind::Ptr {
                     self.decl(*type_id, &join(q, inner), depth + 1, expand)
                 } else {
@@ -118,6 +144,7 @@ impl<'a> Fmt<'a> {
                 }
             }
             BtfType::TypeTag { name_off, type_id } => {
+                self.lit(36);
                 let tag = format!(
                     "__attribute__((btf_type_tag(\"{}\")))",
                     self.name(*name_off)
@@ -127,6 +154,7 @@ impl<'a> Fmt<'a> {
             BtfType::Array {
                 elem_type, nelems, ..
             } => {
+                self.lit(14);
                 let inner = if inner.starts_with('*') {
                     format!("({inner})[{nelems}]")
                 } else {
@@ -141,6 +169,7 @@ impl<'a> Fmt<'a> {
                         list.push(CUT.to_string());
                         break;
                     }
+                    self.lit(2);
                     if p.type_id == 0 && p.name_off == 0 && i + 1 == params.len() {
                         list.push("...".to_string());
                         continue;
@@ -169,6 +198,7 @@ impl<'a> Fmt<'a> {
                 proto,
                 linkage,
             } => {
+                self.lit(8);
                 let name = self.name(*name_off);
                 let d = self.decl(*proto, &join(&name, inner), depth + 1, expand);
                 format!("{}{d}", func_linkage(*linkage))
@@ -178,20 +208,24 @@ impl<'a> Fmt<'a> {
                 type_id,
                 linkage,
             } => {
+                self.lit(14);
                 let name = self.name(*name_off);
                 let d = self.decl(*type_id, &join(&name, inner), depth + 1, expand);
                 format!("{}{d}", var_linkage(*linkage))
             }
             BtfType::Datasec { name_off, vars, .. } => {
+                self.lit(12);
                 let mut s = format!("SEC(\"{}\") {{", self.name(*name_off));
                 for v in vars {
                     if self.budget == 0 {
                         s.push_str(&format!(" {CUT}"));
                         break;
                     }
+                    self.lit(48);
                     let d = self.decl(v.type_id, "", depth + 1, expand);
                     s.push_str(&format!(" {d}; /* offset {} size {} */", v.offset, v.size));
                 }
+                self.lit(2);
                 s.push_str(" }");
                 join(&s, inner)
             }
@@ -200,6 +234,7 @@ impl<'a> Fmt<'a> {
                 type_id,
                 component_idx,
             } => {
+                self.lit(96);
                 let what = if *component_idx < 0 {
                     format!("type [{type_id}]")
                 } else {
@@ -225,8 +260,10 @@ impl<'a> Fmt<'a> {
         };
         let kw = keyword(t.kind());
         if expand > MAX_EXPAND_DEPTH {
+            self.lit(kw.len() + CUT.len() + 6);
             return format!("{kw} {name}{{ {CUT} }}");
         }
+        self.lit(kw.len() + 4);
         let mut s = format!("{kw} {name}{{");
         match t {
             BtfType::Struct { members, .. } | BtfType::Union { members, .. } => {
@@ -241,7 +278,9 @@ impl<'a> Fmt<'a> {
                         self.name(m.name_off)
                     };
                     let d = self.decl(m.type_id, &mname, depth + 1, expand);
+                    self.lit(2);
                     if m.bitfield_size != 0 {
+                        self.lit(4);
                         s.push_str(&format!(" {d}:{};", m.bitfield_size));
                     } else {
                         s.push_str(&format!(" {d};"));
@@ -259,6 +298,7 @@ impl<'a> Fmt<'a> {
                         s.push_str(&format!(" {CUT}"));
                         break;
                     }
+                    self.lit(25);
                     let vname = self.name(v.name_off);
                     let sep = if first { "" } else { "," };
                     first = false;
@@ -271,6 +311,7 @@ impl<'a> Fmt<'a> {
             }
             _ => {}
         }
+        self.lit(2);
         s.push_str(" }");
         s
     }
@@ -431,16 +472,44 @@ impl Btf {
     /// Every type, one per line: `[id] KIND 'name' fields  // C-like rendering`.
     /// Past a total budget, the C-like renderings are cut (`/* ... */`); the raw fields always print.
     pub fn format_all(&self) -> String {
-        self.format_all_within(MAX_ALL_OUTPUT)
+        self.format_all_within(self.format_all_budget())
     }
 
-    fn format_all_within(&self, mut budget: usize) -> String {
+    /// The C-like budget of [`Btf::format_all`]: linear in the BTF's size, capped.
+    pub fn format_all_budget(&self) -> usize {
+        // The encoded size: 12 bytes per type plus its members/values/params/vars.
+        let input = self
+            .types()
+            .iter()
+            .map(|t| {
+                12 + match t {
+                    BtfType::Struct { members, .. } | BtfType::Union { members, .. } => {
+                        12 * members.len()
+                    }
+                    BtfType::Enum { values, .. } => 8 * values.len(),
+                    BtfType::Enum64 { values, .. } => 12 * values.len(),
+                    BtfType::FuncProto { params, .. } => 8 * params.len(),
+                    BtfType::Datasec { vars, .. } => 12 * vars.len(),
+                    BtfType::Array { .. } => 12,
+                    BtfType::Int { .. } | BtfType::Var { .. } | BtfType::DeclTag { .. } => 4,
+                    _ => 0,
+                }
+            })
+            .fold(self.strings().len(), usize::saturating_add);
+        input
+            .saturating_mul(ALL_OUTPUT_PER_INPUT_BYTE)
+            .saturating_add(ALL_OUTPUT_BASE)
+            .min(MAX_ALL_OUTPUT)
+    }
+
+    pub(crate) fn format_all_within(&self, mut budget: usize) -> String {
         let mut out = String::new();
         for id in 1..self.types_len() {
-            // One line per type: hostile names may contain line breaks, which are escaped.
+            // One line per type: names are escaped (no line breaks or terminal controls).
             let c_like = self.format_type_within(id, &mut budget);
-            let line = format!("{}  // {c_like}", self.format_raw(id));
-            out.push_str(&line.replace('\n', "\\n").replace('\r', "\\r"));
+            out.push_str(&self.format_raw(id));
+            out.push_str("  // ");
+            out.push_str(&c_like);
             out.push('\n');
         }
         out

@@ -5,18 +5,21 @@
 //! bounds-checked, counts are checked against the remaining bytes before allocating, and every walk
 //! over type references is depth-bounded so cycles terminate.
 //!
-//! Layout: [`types`] (model), `parse`/`encode` (bytes), `query` (resolve/size/lookup), [`format`]
-//! (printing), [`fixup`] (DATASEC sizes/offsets), [`sanitize`] (feature fallbacks + probe blobs),
+//! Layout: [`types`] (model), `parse`/`encode` (bytes), `query` (resolve/size/lookup), [`format`](mod@format)
+//! (printing), [`fixup`] (DATASEC sizes/offsets), [`sanitize`](mod@sanitize) (feature fallbacks + probe blobs),
 //! [`ext`] (.BTF.ext).
 
+pub mod dump_c;
 mod encode;
 mod error;
 pub mod ext;
 pub mod fixup;
 pub mod format;
+pub mod index;
 mod parse;
 mod query;
 pub mod sanitize;
+mod split;
 pub mod types;
 
 #[cfg(test)]
@@ -31,6 +34,7 @@ mod testutil;
 pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 pub use fixup::fixup_datasecs;
+pub use index::{essential_name, NameIndex};
 pub use query::PTR_SIZE;
 pub use sanitize::{probe_blob, sanitize, BtfFeatureKind, BtfFeatures};
 pub use types::{BtfKind, BtfType, EnumValue, Member, Param, VarSecinfo};
@@ -72,6 +76,33 @@ impl Btf {
     }
 
     /// Parses a raw .BTF section (or /sys/kernel/btf/vmlinux) in either byte order (told by the magic).
+    ///
+    /// A blob with one type, `int` (4 bytes, 32 bits):
+    ///
+    /// ```
+    /// use rawsnoop::loader::btf::{types::BtfKind, Btf};
+    ///
+    /// let mut blob = Vec::new();
+    /// // Header: magic, version 1, flags 0, hdr_len, type_off, type_len, str_off, str_len.
+    /// blob.extend_from_slice(&0xeb9fu16.to_ne_bytes());
+    /// blob.extend_from_slice(&[1, 0]);
+    /// for v in [24u32, 0, 16, 16, 5] {
+    ///     blob.extend_from_slice(&v.to_ne_bytes());
+    /// }
+    /// // [1] INT 'int': name_off 1, info (kind 1 << 24), size 4, encoding/offset/bits 32.
+    /// for v in [1u32, 1 << 24, 4, 32] {
+    ///     blob.extend_from_slice(&v.to_ne_bytes());
+    /// }
+    /// blob.extend_from_slice(b"\0int\0");
+    ///
+    /// let btf = Btf::parse(&blob)?;
+    /// assert_eq!(btf.types_len(), 2); // [0] void, [1] int
+    /// assert_eq!(btf.kind_of(1)?, BtfKind::Int);
+    /// assert_eq!(btf.name_of(1)?, "int");
+    /// // A truncated header is an error, not a panic.
+    /// assert!(Btf::parse(&blob[..10]).is_err());
+    /// # Ok::<(), rawsnoop::loader::btf::BtfError>(())
+    /// ```
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
         let hdr = parse::parse_header(data)?;
         let strings = data.get(hdr.strings.clone()).unwrap_or(&[]);

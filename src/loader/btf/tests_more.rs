@@ -416,3 +416,88 @@ fn tag_kind_flag_round_trips() {
         assert_eq!(btf.to_bytes(), raw);
     }
 }
+
+#[test]
+fn ext_with_many_section_names_is_linear() {
+    // The audit's 5.3 MB .BTF.ext naming a new section in every block took 25 s (each block
+    // searched every section seen so far). 200,000 blocks: a hash lookup each, so this is quick
+    // (the quadratic version does 2e10 string comparisons here and never finishes in CI).
+    let mut b = all_kinds(false);
+    let n = 200_000u32;
+    let names: Vec<u32> = (0..n).map(|i| b.s(&format!("s{i}"))).collect();
+    let btf = Btf::parse(&b.bytes()).unwrap();
+    let mut func = vec![8];
+    for &name in &names {
+        func.extend([name, 1, 0, 13]);
+    }
+    let blob = ext_blob(false, &func, &[], &[]);
+    assert!(blob.len() > 3_000_000);
+    let ext = BtfExt::parse(&blob, &btf).unwrap();
+    assert_eq!(ext.sections().len(), n as usize);
+    assert_eq!(ext.func_info(&format!("s{}", n - 1)).len(), 1);
+    assert!(ext.func_info("nope").is_empty());
+}
+
+mod bounded_printing {
+    use crate::loader::btf::format::*;
+    use crate::loader::btf::*;
+
+    /// The audit's blob: `n` anonymous structs, each with `fan` one-letter members of the next
+    /// (the last has ints): every rendering nests 8 anonymous bodies deep and fans out.
+    fn nested_anonymous(n: u32, fan: u32) -> Btf {
+        let mut btf = Btf::new();
+        let a = btf.add_string("a");
+        let int = btf.add_string("int");
+        let int_id = n + 1;
+        for id in 1..=n {
+            let next = if id == n { int_id } else { id + 1 };
+            btf.add_type(BtfType::Struct {
+                name_off: 0,
+                size: 4 * fan,
+                members: (0..fan)
+                    .map(|i| Member {
+                        name_off: a,
+                        type_id: next,
+                        offset_bits: 32 * i,
+                        bitfield_size: 0,
+                    })
+                    .collect(),
+            });
+        }
+        btf.add_type(BtfType::Int {
+            name_off: int,
+            size: 4,
+            encoding: 1,
+            offset: 0,
+            bits: 32,
+        });
+        btf
+    }
+
+    #[test]
+    fn budget_counts_everything_emitted() {
+        // Before keywords and punctuation were charged, a type spent a tenth of what it emitted.
+        let btf = nested_anonymous(50, 6);
+        for id in [1, 25, 45] {
+            let s = btf.format_type(id);
+            assert!(s.contains(CUT), "id {id} should be cut");
+            assert!(s.len() <= MAX_OUTPUT + 1024, "id {id}: {} bytes", s.len());
+        }
+    }
+
+    #[test]
+    fn format_all_is_linear_in_the_input() {
+        // 2000 nested anonymous structs: ~150 KB of BTF (the audit's 141 KB blob printed 480 MB).
+        let btf = nested_anonymous(2000, 6);
+        let input = btf.to_bytes().len();
+        let all = btf.format_all();
+        let lines = all.lines().count();
+        assert_eq!(lines as u32, btf.types_len() - 1);
+        let bound = ALL_OUTPUT_BASE + ALL_OUTPUT_PER_INPUT_BYTE * input + lines * MAX_RAW_LINE;
+        assert!(
+            all.len() <= bound,
+            "{} bytes of output for {input} bytes of BTF (bound {bound})",
+            all.len()
+        );
+    }
+}

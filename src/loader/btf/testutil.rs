@@ -71,7 +71,6 @@ impl RawBtf {
     }
 
     /// The blob with a custom header.
-    #[allow(clippy::type_complexity)]
     pub fn bytes_with(&self, h: (u16, u8, u8, u32, u32, u32, u32, u32)) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&if self.big_endian {
