@@ -402,12 +402,23 @@ def ensure_build(cache, tree, ident, name, patches, jobs, nice, copy_tree):
 
 
 def _rsync(src, dst):
-    """Mirrors src's sources into dst (build products excluded, and kept in dst); returns
-    how many files changed."""
+    """Copies src's sources into dst, new and changed files only (mtimes kept), never its
+    build products, and never deletes in dst (where our build products live); returns how
+    many files changed. A git tree gives its file list (tracked and untracked files that
+    .gitignore does not exclude: the kernel's .gitignore names every build product);
+    otherwise RSYNC_EXCLUDES filters."""
     os.makedirs(dst, exist_ok=True)
-    cmd = ["rsync", "-a", "--delete", "--itemize-changes"]
-    cmd += [f"--exclude={x}" for x in RSYNC_EXCLUDES]
-    r = subprocess.run(cmd + [src.rstrip("/") + "/", dst + "/"], capture_output=True, text=True)
+    cmd = ["rsync", "-a", "--itemize-changes"]
+    files = None
+    if os.path.exists(os.path.join(src, ".git")):
+        r = subprocess.run(["git", "-C", src, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True)
+        if r.returncode == 0:
+            files = r.stdout
+            cmd += ["--from0", "--files-from=-"]
+    if files is None:
+        cmd += [f"--exclude={x}" for x in RSYNC_EXCLUDES]
+    r = subprocess.run(cmd + [src.rstrip("/") + "/", dst + "/"], input=files, capture_output=True)
     if r.returncode != 0:
-        raise BuildError(f"rsync {src} -> {dst} failed: {r.stderr.strip()}")
-    return sum(1 for ln in r.stdout.splitlines() if ln[:2] in (">f", "*d") or ln.startswith("*deleting"))
+        raise BuildError(f"rsync {src} -> {dst} failed: {r.stderr.decode(errors='replace').strip()}")
+    return sum(1 for ln in r.stdout.decode(errors="replace").splitlines() if ln.startswith(">f"))

@@ -1,6 +1,7 @@
 """Checks of the result judging (no VM needed): python3 -m unittest discover -s vm -t vm"""
 
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -219,6 +220,31 @@ class KernelListTests(unittest.TestCase):
                 f.write("config BPF_JIT\n\tbool \"JIT\"\n\tdepends on BPF\n\nconfig X\n\tdepends on MODULES\n")
             self.assertFalse(kbuild.needs_modules(d))
             self.assertNotIn("CONFIG_MODULES=y", kbuild.read_fragment(d))
+
+
+    def test_user_tree_copy_skips_build_products(self):
+        with tempfile.TemporaryDirectory() as d:
+            for git in (False, True):
+                src, dst = os.path.join(d, f"src{git}"), os.path.join(d, f"dst{git}")
+                os.makedirs(os.path.join(src, "kernel"))
+                with open(os.path.join(src, "kernel", "fork.c"), "w") as f:
+                    f.write("int x;\n")
+                with open(os.path.join(src, "kernel", "fork.o"), "w") as f:
+                    f.write("obj\n")
+                if git:
+                    with open(os.path.join(src, ".gitignore"), "w") as f:
+                        f.write("*.o\n")
+                    subprocess.run(["git", "init", "-q", src], check=True)
+                self.assertGreaterEqual(kbuild._rsync(src, dst), 1)
+                self.assertTrue(os.path.exists(os.path.join(dst, "kernel", "fork.c")))
+                self.assertFalse(os.path.exists(os.path.join(dst, "kernel", "fork.o")))
+                with open(os.path.join(dst, "built.o"), "w") as f:
+                    f.write("ours\n")
+                self.assertEqual(kbuild._rsync(src, dst), 0, "unchanged tree: nothing copied")
+                self.assertTrue(os.path.exists(os.path.join(dst, "built.o")), "our build products stay")
+                with open(os.path.join(src, "kernel", "fork.c"), "a") as f:
+                    f.write("int y;\n")
+                self.assertEqual(kbuild._rsync(src, dst), 1)
 
 
 if __name__ == "__main__":
