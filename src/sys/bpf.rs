@@ -21,6 +21,18 @@ const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
 pub use super::uapi::*;
 
 fn sys_bpf<T>(cmd: u32, attr: &mut T) -> io::Result<libc::c_long> {
+    #[cfg(test)]
+    {
+        // SAFETY: `attr` is a live, exclusively borrowed repr(C) attribute struct of plain
+        // integers (explicit padding, no uninitialised bytes); viewing it as its
+        // size_of::<T>() bytes for the duration of the fake's call is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut((attr as *mut T).cast::<u8>(), std::mem::size_of::<T>())
+        };
+        if let Some(ret) = super::fake::call(cmd, bytes) {
+            return ret;
+        }
+    }
     // SAFETY: `attr` is a live, exclusively borrowed repr(C) struct whose layout is a prefix
     // of `union bpf_attr` for `cmd`, and we pass its exact size; the kernel reads (and for
     // some commands writes) only within that size. Pointers inside it are valid for the call.

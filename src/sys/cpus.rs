@@ -74,60 +74,40 @@ pub fn online_cpus() -> io::Result<Vec<u32>> {
 /// Pins the calling thread to `cpu` (`sched_setaffinity(0, ...)`). Used by tests and the
 /// benchmark to make "the current CPU" of a BPF program predictable.
 pub fn pin_current_thread(cpu: u32) -> io::Result<()> {
-    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    if cpu as usize >= max {
-        return Err(io::Error::new(
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let max = CpuSet::count();
+    let mut set = CpuSet::new();
+    set.set(cpu as usize).map_err(|_| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("cpu {cpu} exceeds the affinity mask size ({max})"),
-        ));
-    }
-    // SAFETY: cpu_set_t is plain bits, valid when zeroed; CPU_SET writes inside it (index
-    // checked above); sched_setaffinity only reads the set of the given size.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+        )
+    })?;
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
     Ok(())
 }
 
 /// The CPU the calling thread runs on right now (`sched_getcpu`).
 pub fn current_cpu() -> io::Result<u32> {
-    // SAFETY: sched_getcpu takes no arguments and has no preconditions.
-    let rc = unsafe { libc::sched_getcpu() };
-    u32::try_from(rc).map_err(|_| io::Error::last_os_error())
+    let cpu = nix::sched::sched_getcpu()?;
+    u32::try_from(cpu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// CPU time (user + system) consumed so far by the calling thread, to the nanosecond
 /// (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`: the scheduler's runtime sum; getrusage's
 /// RUSAGE_THREAD is tick-sampled and reads 0 for bursts shorter than a tick).
 pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the live, writable local we pass.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)?;
     Ok(std::time::Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
+        u64::try_from(ts.tv_sec()).unwrap_or(0),
+        u32::try_from(ts.tv_nsec()).unwrap_or(0),
     ))
 }
 
 /// Calls `getpgid(0)`: a cheap syscall whose `sys_enter_getpgid` tracepoint the benchmark's
 /// programs hang off. Returns the process group id.
 pub fn getpgid_self() -> io::Result<i32> {
-    // SAFETY: getpgid takes a pid by value and touches no memory of ours.
-    let rc = unsafe { libc::getpgid(0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc)
+    Ok(nix::unistd::getpgid(None)?.as_raw())
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! A thin owned `epoll(7)` instance: `epoll_create1(EPOLL_CLOEXEC)`, register descriptors
 //! with a caller-chosen `u64` token (optionally edge-triggered), wait for ready tokens.
+//! The system calls are `nix`'s ([`nix::sys::epoll`]); this keeps the token/timeout
+//! conventions every consumer relies on.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
+
+use nix::sys::epoll::{self as ep, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 /// Readable (`EPOLLIN`).
 pub const EPOLLIN: u32 = libc::EPOLLIN as u32;
@@ -16,39 +20,22 @@ const MAX_EVENTS: usize = 64;
 /// An owned epoll instance.
 #[derive(Debug)]
 pub struct Epoll {
-    fd: OwnedFd,
+    inner: ep::Epoll,
 }
 
 impl Epoll {
     /// `epoll_create1(EPOLL_CLOEXEC)`.
     pub fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 takes only flags; the result is checked before use.
-        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a freshly created descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Epoll { fd })
+        let inner = ep::Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        Ok(Epoll { inner })
     }
 
     /// Registers `fd` for `events` (e.g. `EPOLLIN | EPOLLET`); `token` comes back from
     /// [`Epoll::wait`] when it is ready. The caller keeps `fd` open while registered.
     pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: both descriptors are valid for the call; `ev` is a live, initialised
-        // epoll_event the kernel only reads.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.fd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut ev,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The bits are the kernel's EPOLL* values; none is lost in the conversion.
+        let flags = EpollFlags::from_bits_retain(events as libc::c_int);
+        self.inner.add(fd, EpollEvent::new(flags, token))?;
         Ok(())
     }
 
@@ -64,23 +51,10 @@ impl Epoll {
     /// [`io::ErrorKind::Interrupted`] so callers can check for a stop request.
     pub fn wait(&self, tokens: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<usize> {
         tokens.clear();
-        let ms = timeout_ms(timeout);
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-        // SAFETY: `events` is a writable array of MAX_EVENTS epoll_event; the kernel writes at
-        // most `maxevents` entries and returns how many it wrote.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                MAX_EVENTS as libc::c_int,
-                ms,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = usize::try_from(n).unwrap_or(0).min(MAX_EVENTS);
-        tokens.extend(events.iter().take(n).map(|e| e.u64));
+        let ms = EpollTimeout::try_from(timeout_ms(timeout)).unwrap_or(EpollTimeout::NONE);
+        let mut events = [EpollEvent::empty(); MAX_EVENTS];
+        let n = self.inner.wait(&mut events, ms)?.min(MAX_EVENTS);
+        tokens.extend(events.iter().take(n).map(EpollEvent::data));
         Ok(n)
     }
 }
@@ -98,19 +72,20 @@ fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
 
 impl AsFd for Epoll {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.inner.0.as_fd()
     }
 }
 
 impl AsRawFd for Epoll {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.inner.0.as_raw_fd()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0 as RawFd; 2];

@@ -33,19 +33,8 @@ impl KernelVersion {
 
 /// `uname -r` of the running kernel.
 pub fn release() -> io::Result<String> {
-    // SAFETY: utsname is plain old data; zeroed is a valid value and uname fills it.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname for the duration of the call.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    let uts = nix::sys::utsname::uname()?;
+    Ok(uts.release().to_string_lossy().into_owned())
 }
 
 /// The running kernel's version, if `uname` answers with something parseable.
@@ -62,14 +51,8 @@ pub fn raise_memlock_if_needed() -> io::Result<bool> {
         Some(v) if v >= KernelVersion(5, 11, 0) => return Ok(false),
         _ => {}
     }
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: `lim` is a valid rlimit the kernel only reads.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY)?;
     Ok(true)
 }
 

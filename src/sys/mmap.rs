@@ -1,5 +1,14 @@
-//! An owned memory mapping made with raw `mmap(2)` at an exact offset, length,
-//! protection and flags, unmapped on drop.
+//! An owned shared memory mapping of a file descriptor at an exact offset, length and
+//! protection, unmapped on drop. The `mmap(2)`/`munmap(2)` calls are `memmap2`'s
+//! ([`memmap2::MmapRaw`]): every mapping rawsnoop makes is `MAP_SHARED` at a page-aligned
+//! offset chosen by the kernel's layout (the ringbuf consumer page at 0, its producer page
+//! and data at one page; a perf ring's metadata page and data at 0), which memmap2 expresses.
+//! Even the ring buffer's double mapping needs nothing special here: the kernel lays the
+//! data pages out twice in the ring's own vmap (`bpf_ringbuf_area_alloc`,
+//! kernel/bpf/ringbuf.c) and its mmap handler maps that range as asked. What
+//! memmap2 would add that we do not want is refused before calling it: it would silently
+//! round an unaligned offset down (we return an error, as `mmap(2)` does) and map one byte
+//! for a zero length.
 //!
 //! The mapping hands out raw pointers only: memory the kernel writes concurrently
 //! (ring buffer pages) must be read through atomics or after an acquire load that
@@ -8,7 +17,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
 
 /// Page protection for [`Mmap::map`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,15 +25,6 @@ pub enum Prot {
     Read,
     /// `PROT_READ | PROT_WRITE`.
     ReadWrite,
-}
-
-impl Prot {
-    fn bits(self) -> libc::c_int {
-        match self {
-            Prot::Read => libc::PROT_READ,
-            Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-        }
-    }
 }
 
 /// The system page size (`sysconf(_SC_PAGESIZE)`), 4096 if sysconf fails.
@@ -42,19 +41,12 @@ pub fn page_size() -> usize {
 /// An owned `mmap` of a file descriptor; `munmap`ped when dropped.
 #[derive(Debug)]
 pub struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
+    raw: memmap2::MmapRaw,
 }
 
-// SAFETY: the mapping is plain process memory owned by this value; nothing about it is tied
-// to the creating thread, so moving it (and unmapping it) on another thread is sound.
-unsafe impl Send for Mmap {}
-// SAFETY: `&Mmap` only exposes the address and length; any access through the pointer is the
-// caller's business (and is done with atomics / raw reads by the consumers).
-unsafe impl Sync for Mmap {}
-
 impl Mmap {
-    /// Maps `len` bytes of `fd` at `offset` with `prot` and `flags` (e.g. `libc::MAP_SHARED`).
+    /// Maps `len` bytes of `fd` at `offset` with `prot`; `flags` must be `libc::MAP_SHARED`
+    /// (the only kind rawsnoop maps: the kernel and we share the pages).
     ///
     /// `offset` must be page aligned and `len` non-zero; the kernel decides whether the object
     /// behind `fd` supports the requested range (EINVAL / EPERM otherwise).
@@ -71,57 +63,38 @@ impl Mmap {
                 "mmap: length must be non-zero",
             ));
         }
-        let off = libc::off_t::try_from(offset).map_err(|_| {
-            io::Error::new(
+        if flags != libc::MAP_SHARED {
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("mmap: offset {offset} does not fit off_t"),
-            )
-        })?;
-        // SAFETY: a NULL hint lets the kernel choose a fresh address range, so no existing
-        // Rust-visible memory is replaced; fd is a valid open descriptor for the duration of
-        // the call (BorrowedFd); the result is checked against MAP_FAILED below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot.bits(),
-                flags,
-                fd.as_raw_fd(),
-                off,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+                "mmap: only MAP_SHARED mappings are supported",
+            ));
         }
-        let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or_else(|| io::Error::other("mmap returned a NULL mapping"))?;
-        Ok(Mmap { ptr, len })
+        if !offset.is_multiple_of(page_size() as u64) {
+            // What mmap(2) itself says; memmap2 would round the offset down instead.
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut opts = memmap2::MmapOptions::new();
+        opts.offset(offset).len(len);
+        let raw = match prot {
+            Prot::Read => opts.map_raw_read_only(fd.as_raw_fd())?,
+            Prot::ReadWrite => opts.map_raw(fd.as_raw_fd())?,
+        };
+        Ok(Mmap { raw })
     }
 
     /// Start of the mapping.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.raw.as_mut_ptr()
     }
 
     /// Length of the mapping in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.raw.len()
     }
 
     /// Always false: zero-length mappings are refused by [`Mmap::map`].
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len describe exactly the range returned by our own successful mmap, and
-        // no borrow of it can outlive `self` (only raw pointers are handed out, and their
-        // users hold `&self`/`&mut self` of the owner while dereferencing them).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+        self.raw.len() == 0
     }
 }
 

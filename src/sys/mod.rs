@@ -7,6 +7,8 @@ pub mod cgroup;
 pub mod cpus;
 pub mod epoll;
 pub mod eventfd;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod kernel;
 pub mod mmap;
 pub mod perf;

@@ -12,14 +12,17 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 
 /// Installs the handlers (without SA_RESTART, so a blocking epoll_wait returns EINTR at once).
 pub fn install_stop_handlers() -> io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: sigaction is plain old data; zeroed means empty mask, no flags.
-        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-        act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        // SAFETY: `act` is a valid sigaction whose handler only touches an atomic.
-        if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // No SA_RESTART, empty mask.
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe), and no other
+        // code in this process relies on the previous SIGINT/SIGTERM disposition.
+        unsafe { sigaction(sig, &act) }?;
     }
     Ok(())
 }

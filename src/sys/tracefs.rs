@@ -48,16 +48,14 @@ fn is_tracefs_root(p: &Path) -> bool {
 }
 
 fn mount(fstype: &str, target: &str) -> io::Result<()> {
-    let src = std::ffi::CString::new("nodev").expect("static string has no NUL");
-    let tgt =
-        std::ffi::CString::new(target).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let ty =
-        std::ffi::CString::new(fstype).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: all three are valid NUL-terminated strings alive for the call; data is null.
-    let ret = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // A NUL inside `target` or `fstype` is EINVAL from nix, as the CString check was.
+    nix::mount::mount(
+        Some("nodev"),
+        target,
+        Some(fstype),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )?;
     Ok(())
 }
 

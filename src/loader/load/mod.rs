@@ -22,6 +22,9 @@ pub mod log;
 pub mod maps;
 pub mod programs;
 
+#[cfg(test)]
+mod fake_tests;
+
 pub use btf::btf_features;
 pub use error::LoadError;
 pub use log::log_excerpt;
