@@ -6,9 +6,6 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// statfs f_type of a cgroup2 filesystem (include/uapi/linux/magic.h).
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("cgroup {path}")]
@@ -48,16 +45,9 @@ pub fn id_and_level(path: &Path) -> Result<(u64, u32), CgroupError> {
 }
 
 fn is_cgroup2(path: &Path) -> io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statfs is plain old data; zeroed is a valid value for the kernel to overwrite.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a valid statfs to write.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_type as i64 == CGROUP2_SUPER_MAGIC)
+    // A NUL inside `path` is EINVAL from nix (InvalidInput, as the CString check was).
+    let st = nix::sys::statfs::statfs(path)?;
+    Ok(st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// The (root within the hierarchy, mount point) of the longest cgroup2 mount holding `path`.

@@ -29,12 +29,9 @@ pub enum Prot {
 
 /// The system page size (`sysconf(_SC_PAGESIZE)`), 4096 if sysconf fails.
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions; it only reads a constant.
-    let sz = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if sz > 0 {
-        sz as usize
-    } else {
-        4096
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(sz)) if sz > 0 => sz as usize,
+        _ => 4096,
     }
 }
 

@@ -22,17 +22,12 @@ pub fn unix_time() -> f64 {
 
 /// `clock_gettime(clock)` in nanoseconds (0 if the clock is unavailable).
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+    let Ok(ts) = nix::time::clock_gettime(nix::time::ClockId::from_raw(clock)) else {
         return 0;
-    }
-    (ts.tv_sec as u64)
+    };
+    (ts.tv_sec() as u64)
         .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+        .saturating_add(ts.tv_nsec() as u64)
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns()`.

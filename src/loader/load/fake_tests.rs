@@ -158,3 +158,54 @@ fn a_refused_map_names_the_map_and_nothing_is_loaded_after_it() {
         calls.borrow()
     );
 }
+
+/// A `Program` around a fake fd, attached at `attach` (this module may build one: it is a
+/// child of `load`).
+fn fake_program(attach: crate::loader::spec::AttachPoint) -> super::Program {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let raw = fresh_fd();
+    super::Program {
+        name: "prog".into(),
+        section: "raw_tp/sched_process_exec".into(),
+        attach,
+        // SAFETY: fresh_fd returned a new descriptor that nothing else owns.
+        fd: unsafe { OwnedFd::from_raw_fd(raw as i32) },
+    }
+}
+
+#[test]
+fn raw_tracepoint_attach_opens_the_named_tracepoint_and_reports_refusal() {
+    use crate::loader::attach::{attach, AttachError, Link};
+    use crate::loader::spec::AttachPoint;
+    const RAW_TRACEPOINT_OPEN: u32 = 17;
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let names = Rc::clone(&seen);
+    let refuse = Rc::new(RefCell::new(false));
+    let refusing = Rc::clone(&refuse);
+    let _guard = override_bpf(move |cmd, attr| {
+        assert_eq!(
+            cmd, RAW_TRACEPOINT_OPEN,
+            "attach of a raw_tp uses only this command"
+        );
+        // union bpf_attr.raw_tracepoint: name (a C string pointer) at 0, prog_fd at 8.
+        let ptr = u64::from_ne_bytes(attr[0..8].try_into().unwrap()) as *const libc::c_char;
+        // SAFETY: the attach code passed a live NUL-terminated name for the call.
+        let name = unsafe { std::ffi::CStr::from_ptr(ptr) };
+        names.borrow_mut().push(name.to_string_lossy().into_owned());
+        if *refusing.borrow() {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(fresh_fd())
+    });
+    let prog = fake_program(AttachPoint::RawTracepoint {
+        name: "sched_process_exec".into(),
+    });
+    let link = attach(&prog).expect("attach against the fake");
+    assert!(matches!(link, Link::RawTp { .. }));
+    assert_eq!(*seen.borrow(), ["sched_process_exec"]);
+    *refuse.borrow_mut() = true;
+    match attach(&prog) {
+        Err(AttachError::Permission(target)) => assert_eq!(target, "raw_tp/sched_process_exec"),
+        other => panic!("expected a permission error, got {other:?}"),
+    }
+}
