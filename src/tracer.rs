@@ -28,6 +28,8 @@ pub enum TracerError {
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
     Missing(String),
+    #[error("--attach tp_btf: {0}")]
+    AttachMode(&'static str),
     #[error(
         "rawsnoop needs root, or the capabilities CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on \
          kernels before 5.8): run it with sudo"
@@ -93,6 +95,8 @@ pub struct TracerOptions {
     pub ring_wakeup: RingWakeup,
     /// BTF that CO-RE relocations resolve against (`--btf`).
     pub btf: crate::loader::core::BtfSource,
+    /// How the built-in exec program attaches (`--attach`).
+    pub attach: ExecAttach,
 }
 
 impl TracerOptions {
@@ -110,6 +114,7 @@ impl TracerOptions {
             max_args: 20,
             ring_wakeup: RingWakeup::Kernel,
             btf: crate::loader::core::BtfSource::Kernel,
+            attach: ExecAttach::Auto,
         }
     }
 
@@ -126,7 +131,7 @@ impl TracerOptions {
 
 mod kernel;
 mod losses;
-pub use kernel::{task_offsets, Clock};
+pub use kernel::{Clock, ExecAttach};
 use losses::Losses;
 pub use losses::Lost;
 
@@ -159,6 +164,8 @@ pub struct Tracer {
     /// Last reading of the syscall-read counters: (when, drops map, recursion misses).
     slow: (Option<std::time::Instant>, u64, u64),
     pub warnings: Vec<String>,
+    /// How the exec program is attached: `tp_btf` or `tracepoint` (and why).
+    exec_attach: String,
 }
 
 /// True when this process can load BPF and attach tracepoints.
@@ -166,6 +173,9 @@ pub fn has_privilege() -> bool {
     use sys::kernel::{has_capability, CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
     has_capability(CAP_SYS_ADMIN) || (has_capability(CAP_BPF) && has_capability(CAP_PERFMON))
 }
+
+/// The built-in objects' tp_btf twin of `handle_exec`.
+const EXEC_BTF: &str = "handle_exec_btf";
 
 fn find_program(spec: &ObjectSpec) -> Option<&str> {
     let exec = spec.programs.iter().find(|p| {
@@ -269,19 +279,28 @@ impl Tracer {
         if opts.exit {
             names.push("handle_exit".into());
         }
-        names.push(prog_name.clone());
+        // Without kernel BTF the built-in programs' CO-RE resolves from tracefs formats.
+        let no_btf = opts.object.is_none() && !kernel::has_kernel_btf(&opts.btf);
+        let btf = if no_btf {
+            crate::loader::core::BtfSource::None
+        } else {
+            opts.btf.clone()
+        };
+        let exec_btf = kernel::choose_exec(opts.attach, &spec, &prog_name, no_btf)?;
+        names.push(if exec_btf {
+            EXEC_BTF.into()
+        } else {
+            prog_name.clone()
+        });
         // Resolve the tracepoints before anything is loaded (a missing or closed tracefs is
-        // reported first), and load only the programs we attach.
+        // reported first), and load only the programs we attach (None: tp_btf, by BTF id).
         let mut tracepoints = Vec::with_capacity(names.len());
         for name in &names {
-            let p = spec
-                .program(name)
-                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            tracepoints.push(attach::resolve(&p.attach, &p.name, &p.section)?);
+            tracepoints.push(kernel::resolve(&spec, name)?);
         }
         let mut load_opts = LoadOptions {
             programs: Some(names.clone()),
-            btf: opts.btf.clone(),
+            btf,
             ..LoadOptions::default()
         };
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
@@ -342,19 +361,12 @@ impl Tracer {
         )?;
         set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
         let mut warnings = Vec::new();
-        if opts.object.is_none() {
-            match task_offsets() {
-                Some((parent, tgid, code)) => {
-                    set("task_real_parent_off", parent.to_ne_bytes().to_vec(), false)?;
-                    set("task_tgid_off", tgid.to_ne_bytes().to_vec(), false)?;
-                    set("task_exit_code_off", code.to_ne_bytes().to_vec(), false)?;
-                }
-                None => warnings.push(
-                    "no kernel BTF (/sys/kernel/btf/vmlinux): parent pids and exit codes are \
-                     unknown (shown as -1)"
-                        .to_string(),
-                ),
-            }
+        if no_btf {
+            warnings.push(
+                "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): parent pids and exit \
+                 codes are unknown (shown as -1)"
+                    .to_string(),
+            );
         }
         if let RingWakeup::Adaptive {
             threshold,
@@ -373,7 +385,19 @@ impl Tracer {
         if let (Some(v), Some(_)) = &counter_vars {
             load_opts.mmapable.push(v.section.clone());
         }
-        let object = Object::load_with(&spec, &load_opts)?;
+        // tp_btf is probed by loading it: in auto mode a refusal falls back to the tracepoint.
+        let mut exec_attach = if exec_btf { "tp_btf" } else { "tracepoint" }.to_string();
+        let object = match Object::load_with(&spec, &load_opts) {
+            Err(e) if exec_btf && opts.attach == ExecAttach::Auto => {
+                exec_attach = format!("tracepoint (tp_btf refused: {e})");
+                *names.last_mut().expect("exec program") = prog_name.clone();
+                *tracepoints.last_mut().expect("exec program") =
+                    kernel::resolve(&spec, &prog_name)?;
+                load_opts.programs = Some(names.clone());
+                Object::load_with(&spec, &load_opts)?
+            }
+            r => r?,
+        };
         let counters = match counter_vars {
             (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
                 let map = object
@@ -416,7 +440,10 @@ impl Tracer {
             let prog = object
                 .program(name)
                 .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            links.push(attach::attach_resolved(prog, tp)?);
+            links.push(match tp {
+                Some(tp) => attach::attach_resolved(prog, tp)?,
+                None => attach::attach(prog)?,
+            });
         }
         // Dropped first: detach handle_exec before the syscall programs.
         links.reverse();
@@ -430,12 +457,18 @@ impl Tracer {
             losses: Losses::new(!transport.uses_ringbuf()),
             slow: (None, 0, 0),
             warnings,
+            exec_attach,
         })
     }
 
     /// How the program is attached (`bpf_link` or `perf_event_ioctl`).
     pub fn link_kind(&self) -> &'static str {
         self.links.first().map_or("none", Link::kind)
+    }
+
+    /// How the exec program is attached: `tp_btf` or `tracepoint`, with why tp_btf was not.
+    pub fn exec_attach(&self) -> &str {
+        &self.exec_attach
     }
 
     pub fn object(&self) -> &Object {
