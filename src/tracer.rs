@@ -281,11 +281,6 @@ impl Tracer {
         }
         // Without kernel BTF the built-in programs' CO-RE resolves from tracefs formats.
         let no_btf = opts.object.is_none() && !kernel::has_kernel_btf(&opts.btf);
-        let btf = if no_btf {
-            crate::loader::core::BtfSource::None
-        } else {
-            opts.btf.clone()
-        };
         let exec_btf = kernel::choose_exec(opts.attach, &spec, &prog_name, no_btf)?;
         names.push(if exec_btf {
             EXEC_BTF.into()
@@ -300,7 +295,11 @@ impl Tracer {
         }
         let mut load_opts = LoadOptions {
             programs: Some(names.clone()),
-            btf,
+            btf: if no_btf {
+                crate::loader::core::BtfSource::None
+            } else {
+                opts.btf.clone()
+            },
             ..LoadOptions::default()
         };
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
@@ -362,11 +361,7 @@ impl Tracer {
         set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
         let mut warnings = Vec::new();
         if no_btf {
-            warnings.push(
-                "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): parent pids and exit \
-                 codes are unknown (shown as -1)"
-                    .to_string(),
-            );
+            warnings.push(kernel::NO_BTF_WARNING.into());
         }
         if let RingWakeup::Adaptive {
             threshold,
@@ -385,19 +380,14 @@ impl Tracer {
         if let (Some(v), Some(_)) = &counter_vars {
             load_opts.mmapable.push(v.section.clone());
         }
-        // tp_btf is probed by loading it: in auto mode a refusal falls back to the tracepoint.
-        let mut exec_attach = if exec_btf { "tp_btf" } else { "tracepoint" }.to_string();
-        let object = match Object::load_with(&spec, &load_opts) {
-            Err(e) if exec_btf && opts.attach == ExecAttach::Auto => {
-                exec_attach = format!("tracepoint (tp_btf refused: {e})");
-                *names.last_mut().expect("exec program") = prog_name.clone();
-                *tracepoints.last_mut().expect("exec program") =
-                    kernel::resolve(&spec, &prog_name)?;
-                load_opts.programs = Some(names.clone());
-                Object::load_with(&spec, &load_opts)?
-            }
-            r => r?,
-        };
+        let fallback = (exec_btf && opts.attach == ExecAttach::Auto).then_some(prog_name.as_str());
+        let (object, exec_attach) = kernel::load(
+            &spec,
+            &mut load_opts,
+            &mut names,
+            &mut tracepoints,
+            fallback,
+        )?;
         let counters = match counter_vars {
             (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
                 let map = object

@@ -4,6 +4,7 @@
 use super::TracerError;
 use crate::loader::attach::{self, Tracepoint};
 use crate::loader::core::BtfSource;
+use crate::loader::load::{LoadOptions, Object};
 use crate::loader::spec::{AttachPoint, ObjectSpec};
 use crate::sys;
 
@@ -63,6 +64,37 @@ pub(super) fn choose_exec(
              tracepoint",
         )),
         ExecAttach::TpBtf => Ok(true),
+    }
+}
+
+/// Said when the built-in programs run without kernel BTF.
+pub(super) const NO_BTF_WARNING: &str = "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): \
+     parent pids and exit codes are unknown (shown as -1)";
+
+/// Loads the programs `names` (the exec program last) and says how the exec program attaches.
+/// tp_btf is probed by loading it: with `fallback` (auto mode), a refusal loads the classic
+/// tracepoint program `fallback` instead.
+pub(super) fn load(
+    spec: &ObjectSpec,
+    load_opts: &mut LoadOptions,
+    names: &mut [String],
+    tracepoints: &mut [Option<Tracepoint>],
+    fallback: Option<&str>,
+) -> Result<(Object, String), TracerError> {
+    let btf = names.last().is_some_and(|n| n == super::EXEC_BTF);
+    let label = if btf { "tp_btf" } else { "tracepoint" };
+    match (Object::load_with(spec, load_opts), fallback) {
+        (Ok(object), _) => Ok((object, label.into())),
+        (Err(e), Some(classic)) if btf => {
+            let why = format!("tracepoint (tp_btf refused: {e})");
+            if let (Some(n), Some(tp)) = (names.last_mut(), tracepoints.last_mut()) {
+                *n = classic.to_string();
+                *tp = resolve(spec, classic)?;
+            }
+            load_opts.programs = Some(names.to_vec());
+            Ok((Object::load_with(spec, load_opts)?, why))
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 
