@@ -14,6 +14,7 @@
  *   handle_exec          sched/sched_process_exec: every successful exec, also fexecve and
  *                        execveat; the args saved at syscall entry are joined by thread id
  *                        (the tracepoint's old_pid: a multi-threaded exec changes the tid)
+ *   handle_exec_btf      the same as tp_btf (user space attaches one of the two)
  *   handle_enter_execve(at)  syscalls/sys_enter_execve(at): save path, argv, uid, ppid
  *   handle_exit_execve(at)   syscalls/sys_exit_execve(at): a failed exec is reported here
  *   handle_exit          sched/sched_process_exit: EXIT with the wait status and duration
@@ -110,6 +111,13 @@ static __always_inline int on_enter(const char *filename, const char *const *arg
 	return 0;
 }
 
+/*
+ * The syscall programs stay classic tracepoints with fixed-layout records: the per-syscall
+ * records (syscalls/sys_enter_execve, ...) have no type in kernel BTF to relocate against
+ * (the kernel builds their format at run time), and their layout (8-byte header, nr, args
+ * from offset 16) is ABI. Skipping one of them loses only arguments (the exec is still
+ * reported by handle_exec) or a failed exec, which recursion_misses counts.
+ */
 SEC("tp/syscalls/sys_enter_execve")
 int handle_enter_execve(struct trace_event_raw_sys_enter *ctx)
 {
@@ -171,12 +179,11 @@ static __always_inline void fill_exec(struct event *e, __u64 id, __u64 now)
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 }
 
-SEC("tp/sched/sched_process_exec")
-int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+/* EXEC for every successful exec; `filename` is a kernel string. */
+static __always_inline int on_exec(void *ctx, __u32 old_tid, const void *filename)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_ns();
-	__u32 old_tid = ctx->old_pid;
 	__u32 tgid = id >> 32;
 	struct event *e = NULL;
 
@@ -191,7 +198,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		bpf_map_update_elem(&exec_start, &tgid, &now, BPF_ANY);
 	if (e) {
 		fill_exec(e, id, now);
-		READ_KERNEL_STR(&e->filename, sizeof(e->filename), exec_filename(ctx));
+		READ_KERNEL_STR(&e->filename, sizeof(e->filename), filename);
 		event_send(ctx, e);
 		bpf_map_delete_elem(&execs, &old_tid);
 		return 0;
@@ -204,9 +211,33 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e->flags = 0;
 	e->args_count = 0;
 	e->args_size = 0;
-	READ_KERNEL_STR(&e->filename, sizeof(e->filename), exec_filename(ctx));
+	READ_KERNEL_STR(&e->filename, sizeof(e->filename), filename);
 	event_commit(ctx, e);
 	return 0;
+}
+
+/* The classic tracepoint: the record's fields through CO-RE (tracefs formats without BTF). */
+SEC("tp/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec___core *ctx)
+{
+	return on_exec(ctx, ctx->old_pid, exec_filename(ctx));
+}
+
+/*
+ * The same event through BTF (Linux >= 5.5 with kernel BTF): the tracepoint's own arguments
+ * (struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm). User space prefers it
+ * (--attach auto): a tracing program has its own recursion protection, while a classic
+ * tracepoint program is skipped whenever the CPU's bpf_prog_active is held (by any task
+ * preempted inside a map syscall), which loses execs.
+ */
+SEC("tp_btf/sched_process_exec")
+int handle_exec_btf(__u64 *ctx)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx[2];
+	const char *filename = NULL;
+
+	READ_KERNEL(&filename, sizeof(filename), &bprm->filename);
+	return on_exec(ctx, (__u32)ctx[1], filename);
 }
 
 SEC("tp/sched/sched_process_exit")

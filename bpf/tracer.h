@@ -2,7 +2,7 @@
 /*
  * tracer.h: what the three exec tracers share besides struct event: the lost-record
  * counters, the filters and options user space writes into .rodata before load, and
- * the reads of the current task_struct.
+ * the reads of the current task_struct (CO-RE).
  *
  * Before including it, a program defines READ_KERNEL / READ_USER / READ_USER_STR (the
  * ringbuf tracers use the exact helpers of Linux >= 5.5, the perf buffer tracer the old
@@ -70,37 +70,64 @@ const volatile __u32 want_failed = 0;	/* failed execs, from sys_exit_execve(at) 
 const volatile __u32 want_exit = 0;	/* remember exec times for EXIT durations */
 const volatile __u32 max_args = DEFAULT_MAXARGS;
 /*
- * Field offsets in struct task_struct on the running kernel, which user space reads
- * from /sys/kernel/btf/vmlinux (0: unknown, the field is then reported as -1).
+ * Kernel structs, read through CO-RE: clang records every access to a field of a
+ * `preserve_access_index` struct, and the loader rewrites the offset for the running
+ * kernel's BTF (or, with no kernel BTF, for tracepoint records, the tracefs format files).
+ * Only the fields read are declared; their order and offsets here do not matter.
  */
-const volatile __u32 task_real_parent_off = 0;
-const volatile __u32 task_tgid_off = 0;
-const volatile __u32 task_exit_code_off = 0;
+#define __rs_core __attribute__((preserve_access_index))
+/* libbpf's bpf_core_field_exists: 1 if the running kernel has the field (BPF_FIELD_EXISTS) */
+#define CORE_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
 
-/* The real parent's tgid, or -1 when the offsets are unknown. */
+struct task_struct {
+	struct task_struct *real_parent;
+	int tgid;
+	int exit_code;
+} __rs_core;
+
+struct linux_binprm {
+	const char *filename;
+} __rs_core;
+
+/*
+ * sched/sched_process_exec's record, relocated (the ___core flavour keeps rawsnoop.h's
+ * fixed-layout struct for the objects that do not use CO-RE).
+ */
+struct trace_event_raw_sched_process_exec___core {
+	struct trace_entry ent;
+	__u32 __data_loc_filename;
+	int pid;
+	int old_pid;
+} __rs_core;
+
+/*
+ * The real parent's tgid, or -1 when the kernel's task_struct is unknown (no kernel BTF:
+ * the loader then resolves the existence checks to 0, and the reads they guard, whose
+ * offsets it cannot compute, are dead code the verifier never reaches).
+ */
 static __always_inline int current_ppid(void)
 {
-	__u64 task = bpf_get_current_task();
-	__u64 parent = 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *parent = NULL;
 	int ppid = -1;
 
-	if (!task_real_parent_off || !task_tgid_off)
+	if (!CORE_FIELD_EXISTS(task->real_parent) || !CORE_FIELD_EXISTS(task->tgid))
 		return -1;
-	READ_KERNEL(&parent, sizeof(parent), (const void *)(task + task_real_parent_off));
+	READ_KERNEL(&parent, sizeof(parent), &task->real_parent);
 	if (parent)
-		READ_KERNEL(&ppid, sizeof(ppid), (const void *)(parent + task_tgid_off));
+		READ_KERNEL(&ppid, sizeof(ppid), &parent->tgid);
 	return ppid;
 }
 
 /* The current task's exit_code (code << 8 | signal), or -1 when unknown. */
 static __always_inline int current_exit_code(void)
 {
-	__u64 task = bpf_get_current_task();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	int code = -1;
 
-	if (!task_exit_code_off)
+	if (!CORE_FIELD_EXISTS(task->exit_code))
 		return -1;
-	READ_KERNEL(&code, sizeof(code), (const void *)(task + task_exit_code_off));
+	READ_KERNEL(&code, sizeof(code), &task->exit_code);
 	return code;
 }
 
@@ -120,7 +147,7 @@ static __always_inline int filtered_out(void)
 
 /* The offset of the filename string inside the tracepoint record. */
 static __always_inline const void *
-exec_filename(const struct trace_event_raw_sched_process_exec *ctx)
+exec_filename(const struct trace_event_raw_sched_process_exec___core *ctx)
 {
 	/* __data_loc: low 16 bits are the offset from the record start */
 	return (const void *)ctx + (ctx->__data_loc_filename & 0xFFFF);

@@ -133,6 +133,11 @@ struct Cli {
     /// without /sys/kernel/btf/vmlinux) or `none`. Default: the running kernel's.
     #[arg(long, value_name = "PATH|none")]
     btf: Option<String>,
+    /// How the exec program attaches: tp_btf (per-program recursion protection, needs kernel
+    /// BTF), tracepoint (the classic one, as the C demo), or auto (tp_btf where the kernel
+    /// loads it).
+    #[arg(long, value_name = "auto|tp_btf|tracepoint", default_value = "auto")]
+    attach: rawsnoop::tracer::ExecAttach,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -742,6 +747,7 @@ fn validate(cli: &Cli) -> Result<TracerOptions> {
     }
     opts.uid = cli.uid;
     opts.btf = btf_source(&cli.btf);
+    opts.attach = cli.attach;
     opts.pid = cli.pid;
     opts.ppid = cli.ppid;
     opts.max_args = cli.max_args;
@@ -796,6 +802,10 @@ fn trace(cli: &Cli) -> Result<()> {
             "rawsnoop: attached with {} over {}",
             tracer.link_kind(),
             opts.transport.transport().name()
+        );
+        eprintln!(
+            "rawsnoop: exec program: {}",
+            rawsnoop::escape::escape_str(tracer.exec_attach())
         );
     }
     let mut out = io::stdout().lock();

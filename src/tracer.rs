@@ -28,6 +28,8 @@ pub enum TracerError {
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
     Missing(String),
+    #[error("--attach tp_btf: {0}")]
+    AttachMode(&'static str),
     #[error(
         "rawsnoop needs root, or the capabilities CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on \
          kernels before 5.8): run it with sudo"
@@ -93,6 +95,8 @@ pub struct TracerOptions {
     pub ring_wakeup: RingWakeup,
     /// BTF that CO-RE relocations resolve against (`--btf`).
     pub btf: crate::loader::core::BtfSource,
+    /// How the built-in exec program attaches (`--attach`).
+    pub attach: ExecAttach,
 }
 
 impl TracerOptions {
@@ -110,6 +114,7 @@ impl TracerOptions {
             max_args: 20,
             ring_wakeup: RingWakeup::Kernel,
             btf: crate::loader::core::BtfSource::Kernel,
+            attach: ExecAttach::Auto,
         }
     }
 
@@ -126,7 +131,7 @@ impl TracerOptions {
 
 mod kernel;
 mod losses;
-pub use kernel::{task_offsets, Clock};
+pub use kernel::{Clock, ExecAttach};
 use losses::Losses;
 pub use losses::Lost;
 
@@ -159,12 +164,17 @@ pub struct Tracer {
     /// Last reading of the syscall-read counters: (when, drops map, recursion misses).
     slow: (Option<std::time::Instant>, u64, u64),
     pub warnings: Vec<String>,
+    /// How the exec program is attached: `tp_btf` or `tracepoint` (and why).
+    exec_attach: String,
 }
 
 /// True when this process can load BPF and attach tracepoints.
 pub fn has_privilege() -> bool {
     sys::kernel::has_bpf_privilege()
 }
+
+/// The built-in objects' tp_btf twin of `handle_exec`.
+const EXEC_BTF: &str = "handle_exec_btf";
 
 fn find_program(spec: &ObjectSpec) -> Option<&str> {
     let exec = spec.programs.iter().find(|p| {
@@ -268,19 +278,27 @@ impl Tracer {
         if opts.exit {
             names.push("handle_exit".into());
         }
-        names.push(prog_name.clone());
+        // Without kernel BTF the built-in programs' CO-RE resolves from tracefs formats.
+        let no_btf = opts.object.is_none() && !kernel::has_kernel_btf(&opts.btf);
+        let exec_btf = kernel::choose_exec(opts.attach, &spec, &prog_name, no_btf)?;
+        names.push(if exec_btf {
+            EXEC_BTF.into()
+        } else {
+            prog_name.clone()
+        });
         // Resolve the tracepoints before anything is loaded (a missing or closed tracefs is
-        // reported first), and load only the programs we attach.
+        // reported first), and load only the programs we attach (None: tp_btf, by BTF id).
         let mut tracepoints = Vec::with_capacity(names.len());
         for name in &names {
-            let p = spec
-                .program(name)
-                .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            tracepoints.push(attach::resolve(&p.attach, &p.name, &p.section)?);
+            tracepoints.push(kernel::resolve(&spec, name)?);
         }
         let mut load_opts = LoadOptions {
             programs: Some(names.clone()),
-            btf: opts.btf.clone(),
+            btf: if no_btf {
+                crate::loader::core::BtfSource::None
+            } else {
+                opts.btf.clone()
+            },
             ..LoadOptions::default()
         };
         if let Some(size) = opts.transport.ring().and_then(|r| r.size) {
@@ -341,19 +359,8 @@ impl Tracer {
         )?;
         set("max_args", opts.max_args.to_ne_bytes().to_vec(), want_args)?;
         let mut warnings = Vec::new();
-        if opts.object.is_none() {
-            match task_offsets() {
-                Some((parent, tgid, code)) => {
-                    set("task_real_parent_off", parent.to_ne_bytes().to_vec(), false)?;
-                    set("task_tgid_off", tgid.to_ne_bytes().to_vec(), false)?;
-                    set("task_exit_code_off", code.to_ne_bytes().to_vec(), false)?;
-                }
-                None => warnings.push(
-                    "no kernel BTF (/sys/kernel/btf/vmlinux): parent pids and exit codes are \
-                     unknown (shown as -1)"
-                        .to_string(),
-                ),
-            }
+        if no_btf {
+            warnings.push(kernel::NO_BTF_WARNING.into());
         }
         if let RingWakeup::Adaptive {
             threshold,
@@ -372,7 +379,14 @@ impl Tracer {
         if let (Some(v), Some(_)) = &counter_vars {
             load_opts.mmapable.push(v.section.clone());
         }
-        let object = Object::load_with(&spec, &load_opts)?;
+        let fallback = (exec_btf && opts.attach == ExecAttach::Auto).then_some(prog_name.as_str());
+        let (object, exec_attach) = kernel::load(
+            &spec,
+            &mut load_opts,
+            &mut names,
+            &mut tracepoints,
+            fallback,
+        )?;
         let counters = match counter_vars {
             (Some(full), Some(other)) if full.size == 8 && other.size == 8 => {
                 let map = object
@@ -415,7 +429,10 @@ impl Tracer {
             let prog = object
                 .program(name)
                 .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
-            links.push(attach::attach_resolved(prog, tp)?);
+            links.push(match tp {
+                Some(tp) => attach::attach_resolved(prog, tp)?,
+                None => attach::attach(prog)?,
+            });
         }
         // Dropped first: detach handle_exec before the syscall programs.
         links.reverse();
@@ -429,12 +446,18 @@ impl Tracer {
             losses: Losses::new(!transport.uses_ringbuf()),
             slow: (None, 0, 0),
             warnings,
+            exec_attach,
         })
     }
 
     /// How the program is attached (`bpf_link` or `perf_event_ioctl`).
     pub fn link_kind(&self) -> &'static str {
         self.links.first().map_or("none", Link::kind)
+    }
+
+    /// How the exec program is attached: `tp_btf` or `tracepoint`, with why tp_btf was not.
+    pub fn exec_attach(&self) -> &str {
+        &self.exec_attach
     }
 
     pub fn object(&self) -> &Object {

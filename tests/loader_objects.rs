@@ -87,9 +87,9 @@ fn expected_maps(t: Transport) -> Vec<Want> {
     };
     match t {
         Transport::RingbufReserve | Transport::RingbufOutput => {
-            vec![rb, heap, rodata(64), bss(24), execs, exec_start, cgroup]
+            vec![rb, heap, rodata(56), bss(24), execs, exec_start, cgroup]
         }
-        Transport::Perfbuf => vec![pb, heap, rodata(44), bss(16), execs, exec_start, cgroup],
+        Transport::Perfbuf => vec![pb, heap, rodata(32), bss(16), execs, exec_start, cgroup],
     }
 }
 
@@ -101,6 +101,7 @@ fn check_spec(t: Transport) -> ObjectSpec {
         names,
         BTreeSet::from([
             "handle_exec",
+            "handle_exec_btf",
             "handle_exit",
             "handle_enter_execve",
             "handle_enter_execveat",
@@ -110,7 +111,13 @@ fn check_spec(t: Transport) -> ObjectSpec {
         "{t:?}: programs"
     );
     for p in &spec.programs {
-        assert_eq!(p.prog_type, bpf::BPF_PROG_TYPE_TRACEPOINT, "{}", p.name);
+        // handle_exec_btf is the tp_btf twin of handle_exec (a tracing program).
+        let want = if p.name == "handle_exec_btf" {
+            bpf::BPF_PROG_TYPE_TRACING
+        } else {
+            bpf::BPF_PROG_TYPE_TRACEPOINT
+        };
+        assert_eq!(p.prog_type, want, "{}", p.name);
         assert!(!p.insns.is_empty());
     }
     let p = spec.program("handle_exec").unwrap();

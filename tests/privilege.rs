@@ -41,7 +41,8 @@ fn tracefs_closed_to_a_capable_user_is_not_called_unmounted() {
             "--ambient-caps=+bpf,+perfmon",
         ])
         .arg(env!("CARGO_BIN_EXE_rawsnoop"))
-        .args(["--perfbuf", "-d", "0.5"])
+        // The classic tracepoint needs tracefs (tp_btf, the default with kernel BTF, does not).
+        .args(["--perfbuf", "-d", "0.5", "--attach", "tracepoint"])
         .output()
         .expect("setpriv (util-linux) runs");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -318,7 +318,8 @@ fn perfbuf_attach_uses_bpf_link_where_the_kernel_has_one() {
     if !transport_allowed(test, false) {
         return;
     }
-    let tool = spawn_tool(&["--perfbuf", "-v"]);
+    // The classic tracepoint (the default is tp_btf where the kernel has BTF: no perf event).
+    let tool = spawn_tool(&["--perfbuf", "-v", "--attach", "tracepoint"]);
     let attached = tool.attach_line();
     let v = rawsnoop::sys::kernel::version().expect("kernel version");
     let want = if v >= rawsnoop::sys::kernel::KernelVersion(5, 15, 0) {

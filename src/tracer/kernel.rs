@@ -1,29 +1,113 @@
-//! What the tracer reads from the running kernel besides events: `struct task_struct`
-//! offsets from its BTF, and its clock.
+//! What the tracer asks of the running kernel besides events: how the exec program
+//! attaches (tp_btf or tracepoint), and its clock.
 
+use super::TracerError;
+use crate::loader::attach::{self, Tracepoint};
+use crate::loader::core::BtfSource;
+use crate::loader::load::{LoadOptions, Object};
+use crate::loader::spec::{AttachPoint, ObjectSpec};
 use crate::sys;
 
-/// Offsets of `real_parent`, `tgid` and `exit_code` in the running kernel's `struct
-/// task_struct`, from /sys/kernel/btf/vmlinux (`None` without kernel BTF).
-pub fn task_offsets() -> Option<(u32, u32, u32)> {
-    use crate::loader::btf::{Btf, BtfKind, BtfType};
-    static CACHE: std::sync::OnceLock<Option<(u32, u32, u32)>> = std::sync::OnceLock::new();
-    *CACHE.get_or_init(|| {
-        let bytes = std::fs::read("/sys/kernel/btf/vmlinux").ok()?;
-        let btf = Btf::parse(&bytes).ok()?;
-        let id = btf.find_by_name("task_struct", BtfKind::Struct)?;
-        let Ok(BtfType::Struct { members, .. }) = btf.type_by_id(id) else {
-            return None;
-        };
-        let off = |name: &str| {
-            members
-                .iter()
-                .find(|m| btf.string_at(m.name_off).ok() == Some(name))
-                .filter(|m| m.bitfield_size == 0 && m.offset_bits % 8 == 0)
-                .map(|m| m.offset_bits / 8)
-        };
-        Some((off("real_parent")?, off("tgid")?, off("exit_code")?))
-    })
+/// How the exec program attaches (`--attach`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecAttach {
+    /// tp_btf where the kernel loads it, else the classic tracepoint.
+    #[default]
+    Auto,
+    /// tp_btf/sched_process_exec: per-program recursion protection (needs kernel BTF).
+    TpBtf,
+    /// The classic tracepoint sched/sched_process_exec, as the C demo.
+    Tracepoint,
+}
+
+impl std::str::FromStr for ExecAttach {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ExecAttach::Auto),
+            "tp_btf" => Ok(ExecAttach::TpBtf),
+            "tracepoint" => Ok(ExecAttach::Tracepoint),
+            _ => Err("use auto, tp_btf or tracepoint".into()),
+        }
+    }
+}
+
+/// True when CO-RE can use kernel BTF: `--btf none` cannot, the default needs
+/// /sys/kernel/btf/vmlinux, a `--btf` file can.
+pub(super) fn has_kernel_btf(source: &BtfSource) -> bool {
+    match source {
+        BtfSource::None => false,
+        BtfSource::Kernel => std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+        BtfSource::File(_) => true,
+    }
+}
+
+/// Whether to try the tp_btf exec program (`handle_exec_btf`) instead of `classic`: only the
+/// built-in objects have it, and it needs kernel BTF (its attach id is a vmlinux type).
+pub(super) fn choose_exec(
+    mode: ExecAttach,
+    spec: &ObjectSpec,
+    classic: &str,
+    no_btf: bool,
+) -> Result<bool, TracerError> {
+    let has = classic == "handle_exec" && spec.program(super::EXEC_BTF).is_some();
+    let kernel = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    match mode {
+        ExecAttach::Tracepoint => Ok(false),
+        ExecAttach::Auto => Ok(has && kernel && !no_btf),
+        ExecAttach::TpBtf if !has => Err(TracerError::AttachMode(
+            "only the built-in objects have a tp_btf exec program; use --attach tracepoint \
+             with --object",
+        )),
+        ExecAttach::TpBtf if !kernel || no_btf => Err(TracerError::AttachMode(
+            "needs kernel BTF (/sys/kernel/btf/vmlinux, and not --btf none); use --attach \
+             tracepoint",
+        )),
+        ExecAttach::TpBtf => Ok(true),
+    }
+}
+
+/// Said when the built-in programs run without kernel BTF.
+pub(super) const NO_BTF_WARNING: &str = "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): \
+     parent pids and exit codes are unknown (shown as -1)";
+
+/// Loads the programs `names` (the exec program last) and says how the exec program attaches.
+/// tp_btf is probed by loading it: with `fallback` (auto mode), a refusal loads the classic
+/// tracepoint program `fallback` instead.
+pub(super) fn load(
+    spec: &ObjectSpec,
+    load_opts: &mut LoadOptions,
+    names: &mut [String],
+    tracepoints: &mut [Option<Tracepoint>],
+    fallback: Option<&str>,
+) -> Result<(Object, String), TracerError> {
+    let btf = names.last().is_some_and(|n| n == super::EXEC_BTF);
+    let label = if btf { "tp_btf" } else { "tracepoint" };
+    match (Object::load_with(spec, load_opts), fallback) {
+        (Ok(object), _) => Ok((object, label.into())),
+        (Err(e), Some(classic)) if btf => {
+            let why = format!("tracepoint (tp_btf refused: {e})");
+            if let (Some(n), Some(tp)) = (names.last_mut(), tracepoints.last_mut()) {
+                *n = classic.to_string();
+                *tp = resolve(spec, classic)?;
+            }
+            load_opts.programs = Some(names.to_vec());
+            Ok((Object::load_with(spec, load_opts)?, why))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// The tracepoint of program `name` found in tracefs, or `None` for a tp_btf program
+/// (attached by BTF id).
+pub(super) fn resolve(spec: &ObjectSpec, name: &str) -> Result<Option<Tracepoint>, TracerError> {
+    let p = spec
+        .program(name)
+        .ok_or_else(|| TracerError::Missing(format!("program {name}")))?;
+    if matches!(p.attach, AttachPoint::TpBtf { .. }) {
+        return Ok(None);
+    }
+    Ok(Some(attach::resolve(&p.attach, &p.name, &p.section)?))
 }
 
 /// Kernel timestamps (CLOCK_MONOTONIC ns) to wall-clock time.
