@@ -71,8 +71,9 @@ fn default_attach(test: &str, flag: &str, ringbuf: bool) {
         flags.push(flag);
     }
     let attach = trace_execsnoop(test, &flags, kernel_btf());
-    // Every kernel we support with BTF (5.10 and later) loads tp_btf programs.
-    let want = if kernel_btf() {
+    // Every kernel we support with BTF (5.10 and later) loads tp_btf programs; auto keeps
+    // the perf buffer on the classic tracepoint (see tracer/kernel.rs choose_exec).
+    let want = if kernel_btf() && flag != "--perfbuf" {
         "exec program: tp_btf"
     } else {
         "exec program: tracepoint"
@@ -91,8 +92,19 @@ fn default_attach_is_tp_btf_ringbuf() {
 }
 
 #[test]
-fn default_attach_is_tp_btf_perfbuf() {
-    default_attach("default_attach_is_tp_btf_perfbuf", "--perfbuf", false);
+fn default_attach_is_tracepoint_perfbuf() {
+    default_attach("default_attach_is_tracepoint_perfbuf", "--perfbuf", false);
+}
+
+#[test]
+fn attach_tp_btf_perfbuf_traces() {
+    let test = "attach_tp_btf_perfbuf_traces";
+    // (tp_btf needs kernel BTF: every kernel of the VM matrix has it)
+    if !transport_allowed(test, false) || !kernel_btf() {
+        return;
+    }
+    let attach = trace_execsnoop(test, &["--perfbuf", "--attach", "tp_btf"], kernel_btf());
+    assert!(attach.contains("exec program: tp_btf"), "{attach:?}");
 }
 
 #[test]
