@@ -59,7 +59,9 @@ pub(super) fn choose_exec(
     let kernel = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
     match mode {
         ExecAttach::Tracepoint => Ok(false),
-        ExecAttach::Auto => Ok(has && kernel && !no_btf && !perfbuf),
+        // Measured in the 7.2 VM storm (40 execs, 1 vCPU): tp_btf printed 39/40 on the
+        // ringbuf too, the classic tracepoint 40/40; so auto stays classic for now.
+        ExecAttach::Auto => Ok(has && kernel && !no_btf && !perfbuf && AUTO_TP_BTF),
         ExecAttach::TpBtf if !has => Err(TracerError::AttachMode(
             "only the built-in objects have a tp_btf exec program; use --attach tracepoint \
              with --object",
@@ -71,6 +73,9 @@ pub(super) fn choose_exec(
         ExecAttach::TpBtf => Ok(true),
     }
 }
+
+/// Whether auto mode picks tp_btf (see choose_exec): off until the 7.2 storm loss is understood.
+const AUTO_TP_BTF: bool = false;
 
 /// Said when the built-in programs run without kernel BTF.
 pub(super) const NO_BTF_WARNING: &str = "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): \
