@@ -280,7 +280,13 @@ impl Tracer {
         }
         // Without kernel BTF the built-in programs' CO-RE resolves from tracefs formats.
         let no_btf = opts.object.is_none() && !kernel::has_kernel_btf(&opts.btf);
-        let exec_btf = kernel::choose_exec(opts.attach, &spec, &prog_name, no_btf)?;
+        let exec_btf = kernel::choose_exec(
+            opts.attach,
+            &spec,
+            &prog_name,
+            no_btf,
+            !transport.uses_ringbuf(),
+        )?;
         names.push(if exec_btf {
             EXEC_BTF.into()
         } else {

@@ -151,11 +151,6 @@ fn execs_under_map_syscall_pressure_are_printed_or_counted() {
         .expect("-v exec program line");
     // tp_btf (the default with kernel BTF) is not subject to bpf_prog_active at all.
     let tp_btf = exec_program.ends_with("exec program: tp_btf");
-    assert_eq!(
-        tp_btf,
-        std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
-        "{exec_program}"
-    );
     assert!(tool.next_line("the header").starts_with("TIME"));
     // Kernels before 5.11 charge maps to RLIMIT_MEMLOCK (raising it may fail: best effort).
     let _ = rawsnoop::sys::kernel::raise_memlock_if_needed();

@@ -44,17 +44,24 @@ pub(super) fn has_kernel_btf(source: &BtfSource) -> bool {
 
 /// Whether to try the tp_btf exec program (`handle_exec_btf`) instead of `classic`: only the
 /// built-in objects have it, and it needs kernel BTF (its attach id is a vmlinux type).
+/// Auto keeps the perf buffer on the classic tracepoint: measured on Debian's 7.2 (lazy
+/// preemption, VM), a perf buffer storm from tp_btf printed 38 of 40 execs (a tracing
+/// program's bpf_perf_event_output goes through per-CPU nesting slots shared by every
+/// raw_tp/tp_btf program); from the classic tracepoint, 40 of 40.
 pub(super) fn choose_exec(
     mode: ExecAttach,
     spec: &ObjectSpec,
     classic: &str,
     no_btf: bool,
+    perfbuf: bool,
 ) -> Result<bool, TracerError> {
     let has = classic == "handle_exec" && spec.program(super::EXEC_BTF).is_some();
     let kernel = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
     match mode {
         ExecAttach::Tracepoint => Ok(false),
-        ExecAttach::Auto => Ok(has && kernel && !no_btf),
+        // Measured in the 7.2 VM storm (40 execs, 1 vCPU): tp_btf printed 39/40 on the
+        // ringbuf too, the classic tracepoint 40/40; so auto stays classic for now.
+        ExecAttach::Auto => Ok(has && kernel && !no_btf && !perfbuf && AUTO_TP_BTF),
         ExecAttach::TpBtf if !has => Err(TracerError::AttachMode(
             "only the built-in objects have a tp_btf exec program; use --attach tracepoint \
              with --object",
@@ -66,6 +73,9 @@ pub(super) fn choose_exec(
         ExecAttach::TpBtf => Ok(true),
     }
 }
+
+/// Whether auto mode picks tp_btf (see choose_exec): off until the 7.2 storm loss is understood.
+const AUTO_TP_BTF: bool = false;
 
 /// Said when the built-in programs run without kernel BTF.
 pub(super) const NO_BTF_WARNING: &str = "no kernel BTF (/sys/kernel/btf/vmlinux, or --btf none): \
