@@ -132,8 +132,8 @@ impl TracerOptions {
 mod kernel;
 mod losses;
 pub use kernel::{Clock, ExecAttach};
-use losses::Losses;
 pub use losses::Lost;
+use losses::{read_counter, Losses};
 
 /// Where the program's lost-record counters are read.
 enum Counters {
@@ -597,22 +597,4 @@ impl Tracer {
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
-}
-
-/// One u64 counter of the mmap'd .bss.
-fn read_counter(map: &sys::mmap::Mmap, off: usize) -> u64 {
-    use std::sync::atomic::{fence, AtomicU64, Ordering};
-    if !off.is_multiple_of(8) || off + 8 > map.len() {
-        return 0;
-    }
-    // SAFETY: `off` is 8-aligned and inside the mapping (checked above; the mapping is
-    // page-aligned), which lives as long as `map`. The kernel's BPF program updates the
-    // value concurrently only with atomic adds, so an atomic load is the right access.
-    let cell = unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) };
-    // Pairs with the BPF program's __sync_fetch_and_add in record_drop (bpf/tracer.h),
-    // a BPF_ATOMIC add. A count only, no data published under it: Relaxed suffices; a
-    // PROT_READ mapping allows only plain loads, then fence(Acquire) per the project rule.
-    let v = cell.load(Ordering::Relaxed);
-    fence(Ordering::Acquire);
-    v
 }

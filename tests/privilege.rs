@@ -60,7 +60,10 @@ fn tracefs_closed_to_a_capable_user_is_not_called_unmounted() {
     } else if !out.status.success() {
         // The top directory is open but a file below it is not (6.18 guests): the error
         // names what could not be read and says what to do.
-        assert!(err.contains("may not read") && err.contains("tracefs"), "{err}");
+        assert!(
+            err.contains("may not read") && err.contains("tracefs"),
+            "{err}"
+        );
         assert!(!err.contains("map") && !err.contains("program"), "{err}");
     }
 }

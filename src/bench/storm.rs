@@ -20,13 +20,15 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{io, BenchError};
+use super::BenchError;
+
+mod probe;
+use probe::Probe;
 
 /// One tracer to storm: a label for the reports and the command that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,87 +174,6 @@ fn clock_ticks_per_s() -> f64 {
         hz as f64
     } else {
         100.0
-    }
-}
-
-/// A complete static x86-64 executable that exits 0 at once (`mov eax, 60; xor edi, edi;
-/// syscall` in one PT_LOAD segment): an exec of it costs only the kernel's exec path.
-#[cfg(target_arch = "x86_64")]
-fn tiny_exit0_elf() -> Vec<u8> {
-    const BASE: u64 = 0x40_0000;
-    const CODE: [u8; 9] = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
-    let total = 64 + 56 + CODE.len() as u64;
-    let mut e = Vec::with_capacity(total as usize);
-    e.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    e.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    e.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
-    e.extend_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
-    e.extend_from_slice(&(BASE + 64 + 56).to_le_bytes()); // e_entry: the code
-    e.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    e.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    e.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for v in [64u16, 56, 1, 0, 0, 0] {
-        e.extend_from_slice(&v.to_le_bytes());
-    }
-    e.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    e.extend_from_slice(&5u32.to_le_bytes()); // PF_R | PF_X
-    for v in [0, BASE, BASE, total, total, 0x1000] {
-        e.extend_from_slice(&v.to_le_bytes());
-    }
-    e.extend_from_slice(&CODE);
-    e
-}
-
-/// The probe, in a private directory removed on drop. Its name is the marker we look for in
-/// the tracer's lines (short enough to be the whole comm too).
-struct Probe {
-    dir: PathBuf,
-    path: PathBuf,
-    marker: String,
-}
-
-impl Probe {
-    fn new() -> Result<Probe, BenchError> {
-        let marker = format!("rsst{}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("rawsnoop-storm-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(io("creating the storm probe's directory"))?;
-        let path = dir.join(&marker);
-        #[cfg(target_arch = "x86_64")]
-        std::fs::write(&path, tiny_exit0_elf()).map_err(io("writing the storm probe"))?;
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let src = ["/bin/true", "/usr/bin/true"]
-                .iter()
-                .map(std::path::Path::new)
-                .find(|p| p.exists())
-                .ok_or_else(|| BenchError::Options("no `true` binary to exec".into()))?;
-            std::fs::copy(src, &path).map_err(io("copying true as the storm probe"))?;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(io("making the storm probe executable"))?;
-        Ok(Probe { dir, path, marker })
-    }
-
-    /// Execs the probe once and waits for it; returns its pid and the time just before.
-    fn exec(&self) -> Result<(u32, Instant), BenchError> {
-        let t0 = Instant::now();
-        let mut c = Command::new(&self.path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io("exec'ing the storm probe"))?;
-        let pid = c.id();
-        c.wait().map_err(io("waiting for the storm probe"))?;
-        Ok((pid, t0))
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -662,68 +583,4 @@ impl StormTracer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        let p = Percentiles::of(v);
-        assert_eq!(p.p50, Duration::from_millis(50));
-        assert_eq!(p.p95, Duration::from_millis(95));
-        assert_eq!(p.p99, Duration::from_millis(99));
-        assert_eq!(p.count, 100);
-        let one = Percentiles::of(vec![Duration::from_millis(7)]);
-        assert_eq!(one.p50, Duration::from_millis(7));
-        assert_eq!(one.p99, Duration::from_millis(7));
-        assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());
-    }
-
-    #[test]
-    fn lines_match_each_probe_pid_once_even_before_it_is_known() {
-        let t0 = Instant::now();
-        let mut m = Matcher::default();
-        // A line can arrive before the spawner knows the pid.
-        assert!(!m.line(t0, None, "12:00:01 EXEC  4242 rsst1 /tmp/rsst1".into()));
-        m.add_spawned([(4242, t0), (77, t0)]);
-        assert!(m.seen.contains_key(&4242));
-        // Timestamps' digit runs (12, 00, 01) are not our pids; JSON works too.
-        assert!(m.line(
-            t0,
-            Some(Duration::from_millis(3)),
-            "{\"time\":4242.5,\"pid\":77,\"comm\":\"rsst1\"}".into()
-        ));
-        // A pid is counted once.
-        assert!(!m.line(t0, None, "EXEC 77 rsst1".into()));
-        let (n, lat) = m.latencies(&[(4242, t0), (77, t0), (5, t0)]);
-        assert_eq!(n, 2);
-        assert_eq!(lat.len(), 2);
-        assert_eq!(
-            m.kernel_latencies(&[(4242, t0), (77, t0)]),
-            vec![Duration::from_millis(3)]
-        );
-    }
-
-    #[test]
-    fn json_numbers_and_kernel_timestamps() {
-        let l = "{\"time\":1.5,\"pid\":123,\"comm\":\"x\",\"ktime_ns\":2024880167768}";
-        assert_eq!(json_u64(l, "pid"), Some(123));
-        assert_eq!(ktime_ns(l), Some(2024880167768));
-        assert_eq!(ktime_ns("EXEC 5 rsst"), None);
-        assert!(monotonic_ns() > 0);
-    }
-
-    #[test]
-    fn proc_stat_reads_our_own_counters() {
-        let s = proc_stat(std::process::id());
-        // Busy a little so the counters cannot all be zero.
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_add(std::hint::black_box(i));
-        }
-        std::hint::black_box(x);
-        let s2 = proc_stat(std::process::id());
-        assert!(s2.sched_ns >= s.sched_ns);
-        assert!(s2.voluntary >= s.voluntary);
-    }
-}
+mod tests;

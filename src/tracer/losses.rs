@@ -110,6 +110,24 @@ impl Losses {
     }
 }
 
+/// One u64 counter of the mmap'd .bss.
+pub(super) fn read_counter(map: &crate::sys::mmap::Mmap, off: usize) -> u64 {
+    use std::sync::atomic::{fence, AtomicU64, Ordering};
+    if !off.is_multiple_of(8) || off + 8 > map.len() {
+        return 0;
+    }
+    // SAFETY: `off` is 8-aligned and inside the mapping (checked above; the mapping is
+    // page-aligned), which lives as long as `map`. The kernel's BPF program updates the
+    // value concurrently only with atomic adds, so an atomic load is the right access.
+    let cell = unsafe { &*(map.as_ptr().add(off) as *const AtomicU64) };
+    // Pairs with the BPF program's __sync_fetch_and_add in record_drop (bpf/tracer.h),
+    // a BPF_ATOMIC add. A count only, no data published under it: Relaxed suffices; a
+    // PROT_READ mapping allows only plain loads, then fence(Acquire) per the project rule.
+    let v = cell.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
