@@ -112,7 +112,7 @@ impl Btf {
             data: type_bytes,
             big_endian: hdr.big_endian,
         })?;
-        parse::check_refs(&types, strings.len() as u32)?;
+        parse::check_refs(&types, strings.len() as u32, 0)?;
         Ok(Btf {
             types,
             strings: strings.to_vec(),

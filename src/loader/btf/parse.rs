@@ -400,10 +400,11 @@ fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize, bool
     Ok((t, len, kflag))
 }
 
-/// Checks every string offset and type id the types use against the parsed sections.
-pub(super) fn check_refs(types: &[BtfType], str_len: u32) -> Result<(), BtfError> {
+/// Checks every string offset and type id the types use against the parsed sections,
+/// skipping the first `skip` types (a split BTF's base, checked when it was parsed).
+pub(super) fn check_refs(types: &[BtfType], str_len: u32, skip: usize) -> Result<(), BtfError> {
     let types_len = (types.len() as u32).saturating_add(1);
-    for (i, t) in types.iter().enumerate() {
+    for (i, t) in types.iter().enumerate().skip(skip) {
         let id = i as u32 + 1;
         let mut err = None;
         t.for_each_name_off(|off| {

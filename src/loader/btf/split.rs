@@ -33,33 +33,7 @@ impl Btf {
         all_strings.extend_from_slice(&base.strings);
         all_strings.extend_from_slice(strings);
         // Only the split part needs checking: the base was checked when it was parsed.
-        let str_len = all_strings.len() as u32;
-        let types_len = (types.len() as u32).saturating_add(1);
-        for (i, t) in types.iter().enumerate().skip(base.types.len()) {
-            let id = i as u32 + 1;
-            let mut err = None;
-            t.for_each_name_off(|off| {
-                if off >= str_len && err.is_none() {
-                    err = Some(BtfError::StringOutOfRange {
-                        off,
-                        len: str_len,
-                        referrer: Some(id),
-                    });
-                }
-            });
-            t.for_each_type_ref(|r| {
-                if r >= types_len && err.is_none() {
-                    err = Some(BtfError::TypeIdOutOfRange {
-                        id: r,
-                        len: types_len,
-                        referrer: Some(id),
-                    });
-                }
-            });
-            if let Some(e) = err {
-                return Err(e);
-            }
-        }
+        parse::check_refs(&types, all_strings.len() as u32, base.types.len())?;
         let mut tag_kflags = base.tag_kflags.clone();
         tag_kflags.extend(split_kflags.into_iter().map(|id| id + first - 1));
         Ok(Btf {
