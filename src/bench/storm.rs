@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use super::BenchError;
 
 mod probe;
+#[cfg(target_arch = "x86_64")]
+pub use probe::tiny_exit0_elf;
 use probe::Probe;
 
 /// One tracer to storm: a label for the reports and the command that runs it.

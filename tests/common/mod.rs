@@ -76,34 +76,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A complete static x86-64 executable that exits 0 at once: one PT_LOAD segment and
-/// `mov eax, 60; xor edi, edi; syscall`. Exec'ing it costs only the kernel's exec path (no
-/// dynamic loader, no libc), which keeps 300-exec bursts quick under emulation (vm/run).
+// The probe's bytes: a static x86-64 executable that exits 0 at once (no dynamic loader, no
+// libc), which keeps 300-exec bursts quick under emulation (vm/run). The storm bench execs the
+// same one.
 #[cfg(target_arch = "x86_64")]
-fn tiny_exit0_elf() -> Vec<u8> {
-    const BASE: u64 = 0x40_0000;
-    const CODE: [u8; 9] = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
-    let total = 64 + 56 + CODE.len() as u64;
-    let mut e = Vec::with_capacity(total as usize);
-    e.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    e.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    e.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
-    e.extend_from_slice(&1u32.to_le_bytes()); // EV_CURRENT
-    e.extend_from_slice(&(BASE + 64 + 56).to_le_bytes()); // e_entry: the code
-    e.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    e.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    e.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for v in [64u16, 56, 1, 0, 0, 0] {
-        e.extend_from_slice(&v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
-    }
-    e.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    e.extend_from_slice(&5u32.to_le_bytes()); // PF_R | PF_X
-    for v in [0, BASE, BASE, total, total, 0x1000] {
-        e.extend_from_slice(&v.to_le_bytes()); // offset, vaddr, paddr, filesz, memsz, align
-    }
-    e.extend_from_slice(&CODE);
-    e
-}
+use rawsnoop::bench::storm::tiny_exit0_elf;
 
 /// Writes an executable `dir/name` that exits 0: an exec of it is uniquely ours. On x86-64
 /// a tiny static program, elsewhere a copy of `true`.

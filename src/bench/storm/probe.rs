@@ -8,9 +8,10 @@ use std::time::Instant;
 use crate::bench::{io, BenchError};
 
 /// A complete static x86-64 executable that exits 0 at once (`mov eax, 60; xor edi, edi;
-/// syscall` in one PT_LOAD segment): an exec of it costs only the kernel's exec path.
+/// syscall` in one PT_LOAD segment): an exec of it costs only the kernel's exec path (no
+/// dynamic loader, no libc). The integration tests exec it too.
 #[cfg(target_arch = "x86_64")]
-fn tiny_exit0_elf() -> Vec<u8> {
+pub fn tiny_exit0_elf() -> Vec<u8> {
     const BASE: u64 = 0x40_0000;
     const CODE: [u8; 9] = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
     let total = 64 + 56 + CODE.len() as u64;
