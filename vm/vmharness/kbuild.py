@@ -44,6 +44,8 @@ RSYNC_EXCLUDES = [".git", "*.o", "*.a", "*.ko", "*.mod", "*.mod.c", "*.cmd", "*.
 ERROR_RE = re.compile(r"(: (fatal )?error: |: undefined reference to |^make(\[\d+\])?: \*\*\* |"
                       r"^ERROR: |^Error: |No rule to make target|: Error \d+$)")
 STAMP = ".rawsnoop-built"
+# In a user tree's build seeded from another cached build: which one.
+SEEDED = ".rawsnoop-seeded-from"
 
 
 class BuildError(Exception):
@@ -342,7 +344,25 @@ def ensure_build(cache, tree, ident, name, patches, jobs, nice, copy_tree):
         t0 = time.time()
         tmp = base + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        if copy_tree:
+        seed = _find_seed(cache, tree) if copy_tree else None
+        if seed:
+            # Start from a cached build of the same kernel version: its objects are reused for
+            # every file whose content is the same in your tree (rsync --checksum copies only the
+            # others, with a fresh mtime), so make rebuilds what differs, not everything.
+            r = subprocess.run(["cp", "-a", seed, tmp], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BuildError(f"copying {seed} failed: {r.stderr.strip()}")
+            for f in (STAMP, SEEDED):
+                try:
+                    os.unlink(os.path.join(tmp, f))
+                except FileNotFoundError:
+                    pass
+            with open(os.path.join(tmp, SEEDED), "w", encoding="utf-8") as f:
+                f.write(seed + "\n")
+            n = _rsync(tree, tmp)
+            log(f"seeded from the cached build {seed} (same version, {_kernel_version(tree)}): "
+                f"{n} file(s) of {tree} differ from it and will be rebuilt")
+        elif copy_tree:
             _rsync(tree, tmp)
         else:
             os.makedirs(tmp)
@@ -401,22 +421,76 @@ def ensure_build(cache, tree, ident, name, patches, jobs, nice, copy_tree):
     return Built(patched, label, secs, patches)
 
 
+def _kernel_version(tree):
+    """VERSION.PATCHLEVEL.SUBLEVEL(EXTRAVERSION) from the tree's Makefile, or None."""
+    try:
+        with open(os.path.join(tree, "Makefile"), encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    v = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        m = re.search(rf"^{key}\s*=[ \t]*(\S*)", head, re.M)
+        v[key] = m.group(1) if m else ""
+    if not v["VERSION"]:
+        return None
+    return f"{v['VERSION']}.{v['PATCHLEVEL']}.{v['SUBLEVEL']}{v['EXTRAVERSION']}"
+
+
+def _find_seed(cache, tree):
+    """A finished, unpatched cached build of the same kernel version as `tree` (the newest),
+    to start a user tree's first build from; None when there is none."""
+    want = _kernel_version(tree)
+    if not want:
+        return None
+    best = None
+    for d in glob.glob(os.path.join(cache, "kbuild", "*")):
+        name = os.path.basename(d)
+        if "+" in name or name.endswith(".partial") or name in ("logs", ".at") or not os.path.isdir(d):
+            continue
+        stamp = _stamp(d)
+        if stamp is None or _kernel_version(d) != want:
+            continue
+        try:
+            when = float(stamp.strip() or 0)
+        except ValueError:
+            when = 0.0
+        if best is None or when > best[0]:
+            best = (when, d)
+    return best[1] if best else None
+
+
+def _git_files(src):
+    """The files git lists in src (tracked, and untracked but not ignored), NUL-separated, or
+    None when src is not a git tree or its listing has no top-level Makefile (a .gitignore
+    that ignores the sources, like Debian's packaging one, which ignores everything at the
+    top level)."""
+    if not os.path.exists(os.path.join(src, ".git")):
+        return None
+    r = subprocess.run(["git", "-C", src, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                       capture_output=True)
+    if r.returncode != 0 or b"Makefile" not in r.stdout.split(b"\0"):
+        return None
+    return r.stdout
+
+
 def _rsync(src, dst):
-    """Copies src's sources into dst, new and changed files only (mtimes kept), never its
-    build products, and never deletes in dst (where our build products live); returns how
-    many files changed. A git tree gives its file list (tracked and untracked files that
-    .gitignore does not exclude: the kernel's .gitignore names every build product);
-    otherwise RSYNC_EXCLUDES filters."""
+    """Copies src's sources into dst, files whose content differs only (rsync --checksum), never
+    its build products, and never deletes in dst (where our build products live); returns how
+    many files were copied. A copied file gets the time of the copy as its mtime (not the
+    source's), so make always sees it as newer than the objects built before; an unchanged
+    file keeps dst's mtime whatever src's is (a `git checkout` that touches files without
+    changing them rebuilds nothing, and a build seeded from another tree stays incremental).
+    A git tree gives its file list (tracked and untracked files that .gitignore does not
+    exclude: the kernel's .gitignore names every build product); otherwise RSYNC_EXCLUDES
+    filters."""
     os.makedirs(dst, exist_ok=True)
-    cmd = ["rsync", "-a", "--itemize-changes"]
-    files = None
-    if os.path.exists(os.path.join(src, ".git")):
-        r = subprocess.run(["git", "-C", src, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           capture_output=True)
-        if r.returncode == 0:
-            files = r.stdout
-            cmd += ["--from0", "--files-from=-"]
-    if files is None:
+    # -a without -t (times): content decides, and what is copied is newer than any object.
+    cmd = ["rsync", "-rlpgoD", "--checksum", "--itemize-changes"]
+    files = _git_files(src)
+    if files is not None:
+        cmd += ["--from0", "--files-from=-"]
+    else:
         cmd += [f"--exclude={x}" for x in RSYNC_EXCLUDES]
     r = subprocess.run(cmd + [src.rstrip("/") + "/", dst + "/"], input=files, capture_output=True)
     if r.returncode != 0:

@@ -246,6 +246,50 @@ class KernelListTests(unittest.TestCase):
                     f.write("int y;\n")
                 self.assertEqual(kbuild._rsync(src, dst), 1)
 
+    def test_git_tree_whose_gitignore_hides_the_sources_falls_back_to_excludes(self):
+        # Debian's linux-source .gitignore ignores everything at the top level: a git listing
+        # of such a tree has no Makefile, and copying it would copy nothing.
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = os.path.join(d, "src"), os.path.join(d, "dst")
+            os.makedirs(os.path.join(src, "kernel"))
+            for name, text in (("Makefile", "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n"),
+                               ("kernel/fork.c", "int x;\n"), ("kernel/fork.o", "obj\n"),
+                               (".gitignore", "*.o\n/*\n!/debian/\n")):
+                with open(os.path.join(src, name), "w") as f:
+                    f.write(text)
+            subprocess.run(["git", "init", "-q", src], check=True)
+            self.assertIsNone(kbuild._git_files(src))
+            self.assertEqual(kbuild._rsync(src, dst), 3)  # Makefile, fork.c, .gitignore
+            self.assertFalse(os.path.exists(os.path.join(dst, "kernel", "fork.o")))
+            self.assertEqual(kbuild._kernel_version(src), "6.12.117")
+
+    def test_user_tree_build_is_seeded_from_a_cached_build_of_the_same_version(self):
+        with tempfile.TemporaryDirectory() as cache:
+            def tree(path, sub):
+                os.makedirs(path, exist_ok=True)
+                with open(os.path.join(path, "Makefile"), "w") as f:
+                    f.write(f"VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = {sub}\nEXTRAVERSION =\n")
+            old = os.path.join(cache, "kbuild", "linux-source-6.12_a-111")
+            new = os.path.join(cache, "kbuild", "linux-source-6.12_b-222")
+            patched = new + "+333"
+            for d, when in ((old, "1.0"), (new, "2.0"), (patched, "3.0")):
+                tree(d, 117)
+                with open(os.path.join(d, kbuild.STAMP), "w") as f:
+                    f.write(when + "\n")
+            other = os.path.join(cache, "kbuild", "linux-source-6.1_c-444")
+            tree(other, 192)
+            with open(os.path.join(other, kbuild.STAMP), "w") as f:
+                f.write("9.0\n")
+            user = os.path.join(cache, "user")
+            tree(user, 117)
+            self.assertEqual(kbuild._find_seed(cache, user), new, "the newest unpatched build of 6.12.117")
+            tree(user, 118)
+            self.assertIsNone(kbuild._find_seed(cache, user), "no build of 6.12.118")
+            os.unlink(os.path.join(new, kbuild.STAMP))
+            tree(user, 117)
+            self.assertEqual(kbuild._find_seed(cache, user), old, "an unfinished build is no seed")
+
+
 
 if __name__ == "__main__":
     unittest.main()
