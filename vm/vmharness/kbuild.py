@@ -373,10 +373,13 @@ def ensure_build(cache, tree, ident, name, patches, jobs, nice, copy_tree):
         log(f"copied {tree} to {base} in {time.time() - t0:.0f}s")
         changed = True
     elif copy_tree:
+        t0 = time.time()
         n = _rsync(tree, base)
         if n:
-            log(f"{n} file(s) changed in {tree} since the last build")
+            log(f"{n} file(s) changed in {tree} since the last build (compared in {time.time() - t0:.0f}s)")
             changed = True
+        else:
+            log(f"{tree}: unchanged since the last build (compared in {time.time() - t0:.0f}s)")
     stamp = _stamp(base)
     secs = None
     if stamp is None or changed or not os.path.exists(os.path.join(base, ".config")):
