@@ -70,6 +70,19 @@ impl Mmap {
             // What mmap(2) itself says; memmap2 would round the offset down instead.
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        #[cfg(test)]
+        if let Some(ret) = super::fake::call(super::fake::Syscall::Mmap {
+            fd: fd.as_raw_fd(),
+            offset,
+            len,
+            writable: prot == Prot::ReadWrite,
+        }) {
+            // The fake's seam: a fake fd cannot be mapped, so anonymous zeroed memory of the
+            // asked length stands in (see `sys::fake`).
+            ret?;
+            let anon = memmap2::MmapOptions::new().len(len).map_anon()?;
+            return Ok(Mmap { raw: anon.into() });
+        }
         let mut opts = memmap2::MmapOptions::new();
         opts.offset(offset).len(len);
         let raw = match prot {
