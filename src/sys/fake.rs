@@ -6,7 +6,8 @@
 //! laid out like it ([`override_tracefs`]; [`kernel::TempTracefs`] builds one), so the
 //! tracepoint id and `format` reads are ordinary file reads of that tree.
 //!
-//! Overrides are per thread (tests run in parallel) and removed when their guard drops. While
+//! Overrides are per thread (tests run in parallel) and removed when their guard drops; they
+//! do not nest (a second override replaces the first, and either guard removes it). While
 //! one is installed, the per-process caches above `sys` (tracefs root, perf link and BTF
 //! feature probes) are bypassed, so a fake never leaks into a real-kernel test of the same
 //! binary (see [`active`]).

@@ -386,3 +386,66 @@ fn a_refused_attach_is_reported_after_the_load() {
         Ok(_) => panic!("expected a permission error, got a tracer"),
     }
 }
+
+/// The u64 `.rodata` variable `name` in `value`.
+fn var_u64(transport: Transport, value: &[u8], name: &str) -> u64 {
+    let spec = ObjectSpec::parse(transport.builtin_object()).unwrap();
+    let v = spec.global_var(name).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!((v.section.as_str(), v.size), (".rodata", 8));
+    u64::from_ne_bytes(value[v.offset..v.offset + 8].try_into().unwrap())
+}
+
+#[test]
+fn adaptive_ring_wakeups_are_configured_in_rodata() {
+    let k = FakeKernel::new();
+    let mut o = options(Transport::RingbufReserve.default_options());
+    o.ring_wakeup = super::RingWakeup::Adaptive {
+        threshold: 4096,
+        interval: std::time::Duration::from_millis(5),
+    };
+    let t = Tracer::open(&o).expect("open");
+    let ro = rodata(&k, &t);
+    let tr = Transport::RingbufReserve;
+    assert_eq!(var_u32(tr, &ro, "wakeup_policy"), 1);
+    assert_eq!(var_u64(tr, &ro, "wakeup_threshold"), 4096);
+    assert_eq!(var_u64(tr, &ro, "wakeup_interval_ns"), 5_000_000);
+}
+
+#[test]
+fn a_cgroup_filter_stores_the_directory_fd_and_a_bad_path_fails_first() {
+    let k = FakeKernel::new();
+    let mut o = options(Transport::RingbufReserve.default_options());
+    // Any directory opens; the fake kernel does not check that it is a cgroup.
+    o.cgroup = Some(super::CgroupFilter {
+        path: k.tracefs.root().to_path_buf(),
+    });
+    let t = Tracer::open(&o).expect("open");
+    assert_eq!(
+        var_u32(Transport::RingbufReserve, &rodata(&k, &t), "filter_cgroup"),
+        1
+    );
+    {
+        let st = k.state.borrow();
+        let stored = st.updates_of("cgroup_filter");
+        assert_eq!(stored.len(), 1, "one cgroup fd stored");
+        assert_eq!(stored[0].0, 0u32.to_ne_bytes());
+        assert_eq!(stored[0].1.len(), 4);
+    }
+    drop((t, k)); // one fake kernel per thread at a time
+    let k = FakeKernel::new();
+    let missing = k.tracefs.root().join("no-such-cgroup");
+    o.cgroup = Some(super::CgroupFilter {
+        path: missing.clone(),
+    });
+    match Tracer::open(&o) {
+        Err(e @ TracerError::Cgroup { .. }) => {
+            assert!(
+                e.to_string().contains(&missing.display().to_string()),
+                "{e}"
+            )
+        }
+        Err(e) => panic!("expected a cgroup error, got {e:?}"),
+        Ok(_) => panic!("expected a cgroup error, got a tracer"),
+    }
+    assert!(loaded(&k).is_empty(), "{:#?}", k.calls());
+}
