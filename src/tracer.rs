@@ -129,6 +129,8 @@ impl TracerOptions {
     }
 }
 
+#[cfg(test)]
+mod fake_tests;
 mod kernel;
 mod losses;
 pub use kernel::{Clock, ExecAttach};

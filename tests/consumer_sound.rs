@@ -32,12 +32,15 @@ fn ready(ep: &Epoll, ms: u64) -> bool {
 
 #[test]
 fn edge_triggered_as_fd_wakes_again_after_a_break() {
-    let Some(counter) = counter_map_or_skip("edge_after_break") else {
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("edge_after_break", 64 * 1024, ringbuf_output_prog)
+    else {
         return;
     };
-    let rb_map = ringbuf_map(64 * 1024);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), 64 * 1024).unwrap();
     let ep = user_epoll(rb.as_fd(), true);
     produce(&prog, 10);
     assert!(ready(&ep, 5000), "first records announced");
@@ -86,12 +89,15 @@ fn edge_triggered_as_fd_wakes_again_after_a_break() {
 
 #[test]
 fn level_triggered_as_fd_does_not_spin_after_consume() {
-    let Some(counter) = counter_map_or_skip("level_no_spin") else {
+    let Some(RingRig {
+        counter: _counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("level_no_spin", 64 * 1024, ringbuf_output_prog)
+    else {
         return;
     };
-    let rb_map = ringbuf_map(64 * 1024);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), 64 * 1024).unwrap();
     let ep = user_epoll(rb.as_fd(), false);
     produce(&prog, 5);
     assert!(ready(&ep, 5000));
@@ -110,12 +116,15 @@ fn level_triggered_as_fd_does_not_spin_after_consume() {
 /// records sit in the ring.
 #[test]
 fn consume_with_edge_triggered_epoll_never_loses_a_wakeup() {
-    let Some(counter) = counter_map_or_skip("edge_no_lost_wakeup") else {
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("edge_no_lost_wakeup", 256 * 1024, ringbuf_output_prog)
+    else {
         return;
     };
-    let rb_map = ringbuf_map(256 * 1024);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), 256 * 1024).unwrap();
     const TOTAL: u64 = 20_000;
     let done = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
@@ -252,13 +261,16 @@ fn overwrite_rings_are_refused_with_an_explanation() {
 /// every record; we release every RELEASE_BYTES (4 KiB), so at most that much more is held.
 #[test]
 fn a_blocked_callback_holds_little_of_the_ring() {
-    let Some(counter) = counter_map_or_skip("blocked_callback") else {
+    const SIZE: u32 = 64 * 1024;
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("blocked_callback", SIZE, ringbuf_output_prog)
+    else {
         return;
     };
-    const SIZE: u32 = 64 * 1024;
-    let rb_map = ringbuf_map(SIZE);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), SIZE).unwrap();
     // Fill the ring until the kernel refuses a record.
     produce(&prog, 5000);
     let (made, failed) = counters(&counter);

@@ -16,22 +16,61 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rawsnoop::consumer::{ConsumerError, PerfBuf, PerfOpts, PerfRecord, RingBuf, Wakeup};
+use rawsnoop::consumer::{ConsumerError, PerfRecord, RingBuf, Wakeup};
 use rawsnoop::sys::cpus;
 
 mod bpf_producers;
 use bpf_producers::*;
 
+/// Runs `prog` in `bursts`, each followed by an idle gap of `burst % gap_mod` ms, and waits
+/// after each until the consumer thread (which stores what it has so far in `received`)
+/// caught up; then one sentinel record, and the consumer's result once it finished.
+fn drive_bursts<T>(
+    prog: &std::os::fd::OwnedFd,
+    bursts: &[u32],
+    gap_mod: u32,
+    received: &AtomicU64,
+    consumer: std::thread::JoinHandle<Result<T, String>>,
+    what: &str,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    let mut produced = 0u64;
+    for (i, &b) in bursts.iter().enumerate() {
+        produce(prog, b);
+        produced += u64::from(b);
+        assert!(
+            wait_until(deadline, || received.load(Ordering::Acquire) >= produced
+                || consumer.is_finished()),
+            "{what} stuck at {} of {produced} records after burst {i}: lost wakeup?",
+            received.load(Ordering::Acquire)
+        );
+        if consumer.is_finished() {
+            let r = consumer.join().map(|r| r.map(drop));
+            panic!("{what} ended early: {r:?}");
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(b % gap_mod)));
+    }
+    produce(prog, 1); // sentinel
+    assert!(
+        wait_until(deadline, || consumer.is_finished()),
+        "{what} never saw the sentinel"
+    );
+    consumer.join().unwrap().expect(what)
+}
+
 // ---- ringbuf --------------------------------------------------------------------------------
 
 #[test]
 fn ringbuf_bursts_with_idle_gaps_arrive_once_in_order() {
-    let Some(counter) = counter_map_or_skip("ringbuf_bursts") else {
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("ringbuf_bursts", 256 * 1024, ringbuf_output_prog)
+    else {
         return;
     };
-    let rb_map = ringbuf_map(256 * 1024);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), 256 * 1024).expect("RingBuf::new");
     let received = Arc::new(AtomicU64::new(0));
     let rx = received.clone();
     // Bursts of varying size; the last "sentinel" record (seq == total) ends the consumer.
@@ -63,31 +102,8 @@ fn ringbuf_bursts_with_idle_gaps_arrive_once_in_order() {
             }
         }
     });
-    let deadline = Instant::now() + DEADLINE;
-    let mut produced = 0u64;
-    for (i, &b) in bursts.iter().enumerate() {
-        produce(&prog, b);
-        produced += u64::from(b);
-        assert!(
-            wait_until(deadline, || received.load(Ordering::Acquire) >= produced
-                || consumer.is_finished()),
-            "consumer stuck at {} of {produced} records after burst {i}: lost wakeup?",
-            received.load(Ordering::Acquire)
-        );
-        assert!(
-            !consumer.is_finished(),
-            "consumer ended early: {:?}",
-            consumer.join()
-        );
-        // Idle gaps of 0..7 ms so the consumer is sometimes asleep, sometimes mid-drain.
-        std::thread::sleep(Duration::from_millis(u64::from(b % 8)));
-    }
-    produce(&prog, 1); // sentinel
-    assert!(
-        wait_until(deadline, || consumer.is_finished()),
-        "consumer never saw the sentinel"
-    );
-    let got = consumer.join().unwrap().expect("consumer");
+    // Idle gaps of 0..7 ms so the consumer is sometimes asleep, sometimes mid-drain.
+    let got = drive_bursts(&prog, &bursts, 8, &received, consumer, "consumer");
     assert_eq!(got, total + 1);
     assert_eq!(
         counters(&counter),
@@ -98,12 +114,15 @@ fn ringbuf_bursts_with_idle_gaps_arrive_once_in_order() {
 
 #[test]
 fn ringbuf_reserve_discard_and_break() {
-    let Some(counter) = counter_map_or_skip("ringbuf_reserve_discard") else {
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("ringbuf_reserve_discard", 4096, ringbuf_reserve_prog)
+    else {
         return;
     };
-    let rb_map = ringbuf_map(4096);
-    let prog = ringbuf_reserve_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), 4096).expect("RingBuf::new");
     assert_eq!(
         rb.poll(Some(Duration::from_millis(20)), |_| ControlFlow::Continue(
             ()
@@ -221,16 +240,15 @@ impl PerfTally {
 
 #[test]
 fn perfbuf_bursts_all_arrive() {
-    let Some(counter) = counter_map_or_skip("perfbuf_bursts") else {
+    let Some(PerfRig {
+        counter,
+        prog,
+        mut pb,
+        map: _map,
+    }) = perf_rig("perfbuf_bursts", 16, Wakeup::Events(1))
+    else {
         return;
     };
-    let pb_map = perf_map();
-    let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfOpts {
-        pages: 16,
-        wakeup: Wakeup::Events(1),
-    };
-    let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
     assert_eq!(pb.cpus(), cpus::online_cpus().unwrap());
     let received = Arc::new(AtomicU64::new(0));
     let rx = received.clone();
@@ -247,25 +265,7 @@ fn perfbuf_bursts_all_arrive() {
         }
         Ok(tally)
     });
-    let deadline = Instant::now() + DEADLINE;
-    let mut produced = 0u64;
-    for (i, &b) in bursts.iter().enumerate() {
-        produce(&prog, b);
-        produced += u64::from(b);
-        assert!(
-            wait_until(deadline, || received.load(Ordering::Acquire) >= produced
-                || consumer.is_finished()),
-            "perf consumer stuck at {} of {produced} after burst {i}",
-            received.load(Ordering::Acquire)
-        );
-        std::thread::sleep(Duration::from_millis(u64::from(b % 5)));
-    }
-    produce(&prog, 1);
-    assert!(
-        wait_until(deadline, || consumer.is_finished()),
-        "perf consumer never finished"
-    );
-    let tally = consumer.join().unwrap().expect("perf consumer");
+    let tally = drive_bursts(&prog, &bursts, 5, &received, consumer, "perf consumer");
     assert_eq!(tally.lost, 0, "16 pages per CPU hold a 1500-record burst");
     let mut all: Vec<u64> = tally.by_cpu.values().flatten().copied().collect();
     for (cpu, seqs) in &tally.by_cpu {
@@ -285,31 +285,25 @@ fn perfbuf_bursts_all_arrive() {
 
 #[test]
 fn perfbuf_overflow_reports_lost_count() {
-    let Some(counter) = counter_map_or_skip("perfbuf_overflow") else {
+    let Some(PerfRig {
+        counter,
+        prog,
+        mut pb,
+        map: _map,
+    }) = perf_rig("perfbuf_overflow", 1, Wakeup::Events(1))
+    else {
         return;
     };
-    let pb_map = perf_map();
-    let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfOpts {
-        pages: 1,
-        wakeup: Wakeup::Events(1),
-    };
-    let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
-    let cpu = *cpus::online_cpus().unwrap().last().unwrap();
+    let cpu = last_online_cpu();
     // Pin so every output (and the LOST record emitted on the next success) hits one ring.
-    let (tally, produced, failed) = std::thread::scope(|s| {
-        s.spawn(|| {
-            cpus::pin_current_thread(cpu).expect("pin");
-            let mut tally = PerfTally::default();
-            produce(&prog, 1000); // a 4 KiB ring holds ~170 24-byte samples
-            pb.consume(|r| tally.take(r)).unwrap();
-            produce(&prog, 1); // emits LOST(count) before this sample
-            pb.consume(|r| tally.take(r)).unwrap();
-            let (produced, failed) = counters(&counter);
-            (tally, produced, failed)
-        })
-        .join()
-        .unwrap()
+    let (tally, produced, failed) = on_cpu(cpu, || {
+        let mut tally = PerfTally::default();
+        produce(&prog, 1000); // a 4 KiB ring holds ~170 24-byte samples
+        pb.consume(|r| tally.take(r)).unwrap();
+        produce(&prog, 1); // emits LOST(count) before this sample
+        pb.consume(|r| tally.take(r)).unwrap();
+        let (produced, failed) = counters(&counter);
+        (tally, produced, failed)
     });
     assert_eq!(produced, 1001);
     assert!(tally.lost > 0, "1000 samples cannot fit a one-page ring");
@@ -323,16 +317,15 @@ fn perfbuf_overflow_reports_lost_count() {
 
 #[test]
 fn perfbuf_watermark_records_arrive_on_timeout() {
-    let Some(counter) = counter_map_or_skip("perfbuf_watermark") else {
+    let Some(PerfRig {
+        counter: _counter,
+        prog,
+        mut pb,
+        map: _map,
+    }) = perf_rig("perfbuf_watermark", 8, Wakeup::Watermark(16 * 1024))
+    else {
         return;
     };
-    let pb_map = perf_map();
-    let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfOpts {
-        pages: 8,
-        wakeup: Wakeup::Watermark(16 * 1024),
-    };
-    let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).expect("PerfBuf::new");
     produce(&prog, 5); // 120 bytes: far below the watermark, no wakeup
     let mut tally = PerfTally::default();
     let deadline = Instant::now() + DEADLINE;

@@ -5,11 +5,9 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
-use rawsnoop::consumer::{PerfBuf, PerfOpts, RingBuf, Wakeup};
-use rawsnoop::sys::cpus;
+use rawsnoop::consumer::Wakeup;
 use rawsnoop::view::{ShowFormat, ShowRing};
 use serde_json::Value;
 
@@ -110,13 +108,16 @@ fn check_ring_drains(objs: &[Value]) -> (usize, usize) {
 
 #[test]
 fn ringbuf_view_follows_the_protocol() {
-    let Some(counter) = counter_map_or_skip("ringbuf_view") else {
+    const SIZE: u32 = 16 * 1024;
+    let Some(RingRig {
+        counter,
+        prog,
+        mut rb,
+        map: _map,
+    }) = ring_rig("ringbuf_view", SIZE, ringbuf_output_prog)
+    else {
         return;
     };
-    const SIZE: u32 = 16 * 1024;
-    let rb_map = ringbuf_map(SIZE);
-    let prog = ringbuf_output_prog(counter.as_fd(), rb_map.as_fd());
-    let mut rb = RingBuf::new(rb_map.as_fd(), SIZE).unwrap();
     let sink = Sink::default();
     let mut view = ShowRing::new(ShowFormat::Json, Box::new(sink.clone()));
     let mut taken = 0u64;
@@ -167,28 +168,22 @@ fn ringbuf_view_follows_the_protocol() {
 
 #[test]
 fn perf_view_offsets_follow_sizes() {
-    let Some(counter) = counter_map_or_skip("perf_view") else {
+    let Some(PerfRig {
+        counter: _counter,
+        prog,
+        mut pb,
+        map: _map,
+    }) = perf_rig("perf_view", 1, Wakeup::Events(1))
+    else {
         return;
     };
-    let pb_map = perf_map();
-    let prog = perf_output_prog(counter.as_fd(), pb_map.as_fd());
-    let opts = PerfOpts {
-        pages: 1,
-        wakeup: Wakeup::Events(1),
-    };
-    let mut pb = PerfBuf::new(pb_map.as_fd(), &opts).unwrap();
     let sink = Sink::default();
     let mut view = ShowRing::new(ShowFormat::Json, Box::new(sink.clone()));
-    let cpu = *cpus::online_cpus().unwrap().last().unwrap();
+    let cpu = last_online_cpu();
     let ring = rawsnoop::sys::mmap::page_size() as u64;
     let mut samples = 0u64;
     for round in 0..30u32 {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                cpus::pin_current_thread(cpu).unwrap();
-                produce(&prog, 50 + round * 7 % 90);
-            });
-        });
+        on_cpu(cpu, || produce(&prog, 50 + round * 7 % 90));
         pb.consume_observed(&mut view, |r| {
             if let rawsnoop::consumer::PerfRecord::Sample { .. } = r {
                 samples += 1;

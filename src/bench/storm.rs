@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::BenchError;
+use crate::sys::time::monotonic_ns;
 
 mod probe;
 #[cfg(target_arch = "x86_64")]
@@ -170,12 +171,9 @@ impl StormResult {
 }
 
 fn clock_ticks_per_s() -> f64 {
-    // SAFETY: sysconf reads a configuration value and touches no memory of ours.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as f64,
+        _ => 100.0,
     }
 }
 
@@ -240,16 +238,6 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(digits.len());
     digits[..end].parse().ok()
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the live, writable local we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Lines naming the probe, with the time each was read and, where the line has the event's
@@ -369,30 +357,47 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
     keep
 }
 
-/// SIGINT to the tracer, then its whole-life CPU ticks from wait4 (it is reaped here).
+/// SIGINT to the tracer, then its whole-life CPU ticks (it is reaped here).
+///
+/// The ticks are what `wait4`'s rusage of this child said before (user + system time of the
+/// tracer and of its own waited-for children), measured with nix as the growth of
+/// `getrusage(RUSAGE_CHILDREN)` across the `waitpid` that reaps it: the kernel adds exactly
+/// that child's totals to RUSAGE_CHILDREN when it is reaped. The storm's probes are all
+/// reaped before this runs, so the delta is this child's alone unless another thread of this
+/// process reaps children at the same moment (the CLI never does; parallel tests might, and
+/// nothing asserts on this figure).
 fn stop(child: &mut Child) -> u64 {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill takes a pid and a signal number by value; `pid` is our own child, not
-    // yet reaped, so it cannot name another process.
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let cpu_s = |u: &nix::sys::resource::Usage| {
+        let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        tv(u.user_time()) + tv(u.system_time())
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Our own child, not yet reaped: the pid cannot name another process.
+    let _ = kill(pid, Signal::SIGINT);
+    let before = getrusage(UsageWho::RUSAGE_CHILDREN).ok();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain integers, valid when zeroed; wait4 writes the status and
-        // one rusage into the live locals we pass.
-        let (rc, ru) = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            let rc = libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru);
-            (rc, ru)
-        };
-        if rc == pid {
-            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            return ((tv(ru.ru_utime) + tv(ru.ru_stime)) * clock_ticks_per_s()).round() as u64;
-        }
-        if rc < 0 || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return 0;
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() <= deadline => {}
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
+                let after = getrusage(UsageWho::RUSAGE_CHILDREN).ok();
+                return match (before, after) {
+                    (Some(b), Some(a)) => {
+                        ((cpu_s(&a) - cpu_s(&b)).max(0.0) * clock_ticks_per_s()).round() as u64
+                    }
+                    _ => 0,
+                };
+            }
+            // Stopped/continued: not gone yet.
+            Ok(_) if Instant::now() <= deadline => {}
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return 0;
+            }
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -16,14 +16,35 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::sys::bpf;
 
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R5: u8 = 5;
-const R6: u8 = 6;
-const R10: u8 = 10;
+// ---- the instruction builders ------------------------------------------------------------
+//
+// Public: the real-kernel tests (tests/bpf_producers, tests/kernel_contract.rs) assemble
+// their producers with these too. Each returns one 8-byte `struct bpf_insn` (include/uapi/
+// linux/bpf.h: opcode, dst_reg:4 | src_reg:4, s16 off, s32 imm) as a native-endian u64, the
+// form `sys::bpf::ProgLoad::insns` takes. Little-endian hosts only, like the rest of rawsnoop.
+
+/// Register r0: return value of helpers and of the program.
+pub const R0: u8 = 0;
+/// Register r1: first helper argument; the context at program start.
+pub const R1: u8 = 1;
+/// Register r2: second helper argument.
+pub const R2: u8 = 2;
+/// Register r3: third helper argument.
+pub const R3: u8 = 3;
+/// Register r4: fourth helper argument.
+pub const R4: u8 = 4;
+/// Register r5: fifth helper argument.
+pub const R5: u8 = 5;
+/// Register r6 (callee-saved).
+pub const R6: u8 = 6;
+/// Register r7 (callee-saved).
+pub const R7: u8 = 7;
+/// Register r8 (callee-saved).
+pub const R8: u8 = 8;
+/// Register r9 (callee-saved).
+pub const R9: u8 = 9;
+/// Register r10: the read-only frame pointer (stack grows down from it).
+pub const R10: u8 = 10;
 
 /// `BPF_FUNC_*` ids used here (include/uapi/linux/bpf.h).
 pub const HELPER_MAP_LOOKUP: i32 = 1;
@@ -37,49 +58,90 @@ pub const HELPER_RINGBUF_DISCARD: i32 = 133;
 pub const RB_NO_WAKEUP: u64 = 1;
 pub const RB_FORCE_WAKEUP: u64 = 2;
 
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+/// One instruction from its fields.
+pub fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
     u64::from(code)
-        | (u64::from(dst | (src << 4)) << 8)
+        | (u64::from((dst & 0xf) | ((src & 0xf) << 4)) << 8)
         | (u64::from(off as u16) << 16)
         | (u64::from(imm as u32) << 32)
 }
-fn mov64_imm(dst: u8, imm: i32) -> u64 {
+/// `dst = imm` (64-bit, sign-extended).
+pub fn mov64_imm(dst: u8, imm: i32) -> u64 {
     insn(0xb7, dst, 0, 0, imm)
 }
-fn mov32_imm(dst: u8, imm: i32) -> u64 {
+/// `dst = (u32)imm` (32-bit: zero-extends, so -1 is 0xffff_ffff, e.g. `BPF_F_CURRENT_CPU`).
+pub fn mov32_imm(dst: u8, imm: i32) -> u64 {
     insn(0xb4, dst, 0, 0, imm)
 }
-fn mov64_reg(dst: u8, src: u8) -> u64 {
+/// `dst = src`.
+pub fn mov64_reg(dst: u8, src: u8) -> u64 {
     insn(0xbf, dst, src, 0, 0)
 }
-fn add64_imm(dst: u8, imm: i32) -> u64 {
+/// `dst += imm`.
+pub fn add64_imm(dst: u8, imm: i32) -> u64 {
     insn(0x07, dst, 0, 0, imm)
 }
-fn st_w(dst: u8, off: i16, imm: i32) -> u64 {
+/// `dst &= imm`.
+pub fn and64_imm(dst: u8, imm: i32) -> u64 {
+    insn(0x57, dst, 0, 0, imm)
+}
+/// `dst <<= imm`.
+pub fn lsh64_imm(dst: u8, imm: i32) -> u64 {
+    insn(0x67, dst, 0, 0, imm)
+}
+/// `dst %= imm` (unsigned).
+pub fn mod64_imm(dst: u8, imm: i32) -> u64 {
+    insn(0x97, dst, 0, 0, imm)
+}
+/// `*(u32 *)(dst + off) = imm`.
+pub fn st_w(dst: u8, off: i16, imm: i32) -> u64 {
     insn(0x62, dst, 0, off, imm)
 }
-fn stx_dw(dst: u8, off: i16, src: u8) -> u64 {
+/// `*(u64 *)(dst + off) = src`.
+pub fn stx_dw(dst: u8, off: i16, src: u8) -> u64 {
     insn(0x7b, dst, src, off, 0)
 }
-fn stx_b(dst: u8, off: i16, src: u8) -> u64 {
+/// `*(u8 *)(dst + off) = src`.
+pub fn stx_b(dst: u8, off: i16, src: u8) -> u64 {
     insn(0x73, dst, src, off, 0)
 }
-fn jne_imm(dst: u8, imm: i32, off: i16) -> u64 {
+/// `dst = *(u64 *)(src + off)`.
+pub fn ldx_dw(dst: u8, src: u8, off: i16) -> u64 {
+    insn(0x79, dst, src, off, 0)
+}
+/// `lock *(u64 *)(dst + off) += src` (BPF_XADD: no fetch, so Linux 5.10 takes it too).
+pub fn atomic_add_dw(dst: u8, off: i16, src: u8) -> u64 {
+    insn(0xdb, dst, src, off, 0)
+}
+/// `if dst == imm goto +off`.
+pub fn jeq_imm(dst: u8, imm: i32, off: i16) -> u64 {
+    insn(0x15, dst, 0, off, imm)
+}
+/// `if dst != imm goto +off`.
+pub fn jne_imm(dst: u8, imm: i32, off: i16) -> u64 {
     insn(0x55, dst, 0, off, imm)
 }
-fn call(helper: i32) -> u64 {
+/// `goto +off`.
+pub fn ja(off: i16) -> u64 {
+    insn(0x05, 0, 0, off, 0)
+}
+/// `call helper`.
+pub fn call(helper: i32) -> u64 {
     insn(0x85, 0, 0, 0, helper)
 }
-fn exit() -> u64 {
+/// `exit` (returns r0).
+pub fn exit() -> u64 {
     insn(0x95, 0, 0, 0, 0)
 }
-fn ld_imm64(dst: u8, src: u8, value: u64) -> [u64; 2] {
+/// `dst = value` (`ld_imm64`, pseudo source `src`): two instruction slots.
+pub fn ld_imm64(dst: u8, src: u8, value: u64) -> [u64; 2] {
     [
         insn(0x18, dst, src, 0, value as u32 as i32),
         insn(0, 0, 0, 0, (value >> 32) as u32 as i32),
     ]
 }
-fn ld_map_fd(dst: u8, fd: BorrowedFd<'_>) -> [u64; 2] {
+/// `dst = &map` for the map behind `fd` (`ld_imm64` with `BPF_PSEUDO_MAP_FD`): two slots.
+pub fn ld_map_fd(dst: u8, fd: BorrowedFd<'_>) -> [u64; 2] {
     ld_imm64(dst, 1, fd.as_raw_fd() as u32 as u64)
 }
 

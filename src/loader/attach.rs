@@ -101,6 +101,11 @@ impl Drop for Link {
 
 /// The tracefs root, found or mounted once per process.
 pub fn tracefs_root() -> Result<PathBuf, AttachError> {
+    #[cfg(test)]
+    if crate::sys::fake::active() {
+        // A faked tracefs (sys::fake) is per thread: never cached.
+        return tracefs::find_or_mount().map_err(AttachError::Tracefs);
+    }
     static ROOT: OnceLock<Result<PathBuf, (io::ErrorKind, String)>> = OnceLock::new();
     ROOT.get_or_init(|| tracefs::find_or_mount().map_err(|e| (e.kind(), e.to_string())))
         .clone()
@@ -111,28 +116,35 @@ pub fn tracefs_root() -> Result<PathBuf, AttachError> {
 /// libbpf does: a trivial tracepoint program linked to fd -1 gets EBADF when the kernel knows
 /// the attach type, EINVAL when it does not.
 pub fn perf_link_supported() -> bool {
+    #[cfg(test)]
+    if crate::sys::fake::active() {
+        // A faked kernel (sys::fake) is per thread: ask it, and never cache its answer.
+        return probe_perf_link();
+    }
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        // r0 = 0; exit
-        let insns: [u64; 2] = [
-            u64::from_ne_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]),
-            u64::from_ne_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-        ];
-        let attr = bpf::ProgLoad {
-            prog_type: bpf::BPF_PROG_TYPE_TRACEPOINT,
-            name: "rsnp_probe",
-            insns: &insns,
-            license: "GPL",
-            ..Default::default()
-        };
-        let Ok(prog) = bpf::prog_load(&attr, None) else {
-            return false;
-        };
-        match bpf::link_create_perf_event_raw(prog.as_fd(), -1) {
-            Ok(_) => false, // cannot happen with fd -1; do not trust it
-            Err(e) => e.raw_os_error() == Some(libc::EBADF),
-        }
-    })
+    *SUPPORTED.get_or_init(probe_perf_link)
+}
+
+fn probe_perf_link() -> bool {
+    // r0 = 0; exit
+    let insns: [u64; 2] = [
+        u64::from_ne_bytes([0xb7, 0, 0, 0, 0, 0, 0, 0]),
+        u64::from_ne_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+    ];
+    let attr = bpf::ProgLoad {
+        prog_type: bpf::BPF_PROG_TYPE_TRACEPOINT,
+        name: "rsnp_probe",
+        insns: &insns,
+        license: "GPL",
+        ..Default::default()
+    };
+    let Ok(prog) = bpf::prog_load(&attr, None) else {
+        return false;
+    };
+    match bpf::link_create_perf_event_raw(prog.as_fd(), -1) {
+        Ok(_) => false, // cannot happen with fd -1; do not trust it
+        Err(e) => e.raw_os_error() == Some(libc::EBADF),
+    }
 }
 
 /// A tracepoint found in tracefs, ready for [`attach_resolved`].
@@ -252,3 +264,6 @@ pub fn attach_resolved(prog: &Program, tp: &Tracepoint) -> Result<Link, AttachEr
     perf::ioc_enable(pfd.as_fd()).map_err(fail)?;
     Ok(Link::PerfEvent { perf: pfd })
 }
+
+#[cfg(test)]
+mod fake_tests;

@@ -29,7 +29,7 @@ fn sys_bpf<T>(cmd: u32, attr: &mut T) -> io::Result<libc::c_long> {
         let bytes = unsafe {
             std::slice::from_raw_parts_mut((attr as *mut T).cast::<u8>(), std::mem::size_of::<T>())
         };
-        if let Some(ret) = super::fake::call(cmd, bytes) {
+        if let Some(ret) = super::fake::call(super::fake::Syscall::Bpf { cmd, attr: bytes }) {
             return ret;
         }
     }

@@ -85,20 +85,14 @@ impl AsRawFd for Epoll {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: fds is a 2-element array for pipe2 to fill; result checked.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: both fds are fresh and owned by nobody else.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
     }
 
     fn write1(fd: &OwnedFd) {
-        // SAFETY: writing one byte from a live buffer to our own pipe.
-        let n = unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
-        assert_eq!(n, 1);
+        assert_eq!(nix::unistd::write(fd, &[1u8]), Ok(1));
     }
 
     #[test]

@@ -57,8 +57,12 @@ pub fn raise_memlock_if_needed() -> io::Result<bool> {
 }
 
 /// Whether this process has an effective capability (capget; CAP_BPF = 39, CAP_PERFMON = 38,
-/// CAP_SYS_ADMIN = 21).
+/// CAP_SYS_ADMIN = 21). `capget(2)` stays a raw libc call: nix 0.32 has no wrapper for it.
 pub fn has_capability(cap: u32) -> bool {
+    #[cfg(test)]
+    if let Some(ret) = super::fake::call(super::fake::Syscall::Capget) {
+        return ret.is_ok_and(|set| cap < 64 && (set as u64) & (1 << cap) != 0);
+    }
     #[repr(C)]
     struct Header {
         version: u32,

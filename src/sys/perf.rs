@@ -92,6 +92,16 @@ pub fn perf_event_open(
 ) -> io::Result<OwnedFd> {
     let mut attr = *attr;
     attr.size = PERF_ATTR_SIZE_VER8;
+    #[cfg(test)]
+    if let Some(ret) = super::fake::call(super::fake::Syscall::PerfEventOpen {
+        attr: &attr,
+        pid,
+        cpu,
+        group_fd,
+        flags,
+    }) {
+        return ret.and_then(owned_fd);
+    }
     // SAFETY: `attr` is a live, fully initialised repr(C) perf_event_attr whose `size` field
     // states its true length, so the kernel reads no more than we own; it only reads it.
     let rc = unsafe {
@@ -107,8 +117,15 @@ pub fn perf_event_open(
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    let raw =
-        i32::try_from(rc).map_err(|_| io::Error::other("perf_event_open: fd out of range"))?;
+    owned_fd(rc)
+}
+
+/// The descriptor a successful `perf_event_open` returned, owned.
+fn owned_fd(rc: libc::c_long) -> io::Result<OwnedFd> {
+    let raw = i32::try_from(rc)
+        .ok()
+        .filter(|&fd| fd >= 0)
+        .ok_or_else(|| io::Error::other("perf_event_open: fd out of range"))?;
     // SAFETY: a non-negative return is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
@@ -157,6 +174,14 @@ pub fn open_bpf_output(cpu: u32, wakeup: Wakeup) -> io::Result<OwnedFd> {
 /// PERF_EVENT_IOC_SET_BPF for a program reading past the tracepoint's record); the caller's
 /// error says which step failed.
 fn ioctl(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: libc::c_ulong) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(ret) = super::fake::call(super::fake::Syscall::PerfEventIoctl {
+        fd: fd.as_raw_fd(),
+        request: req,
+        arg,
+    }) {
+        return ret.map(drop);
+    }
     // SAFETY: the requests used here take an integer argument (or none); no pointer is
     // passed, and fd is valid for the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };

@@ -1,16 +1,10 @@
 //! Wall-clock formatting in local time (localtime_r), as the reference demo prints it.
+//! `localtime_r` stays a raw libc call: nix 0.32 has no wrapper for it (nor for the C
+//! library's time zone state it reads); the clocks are nix's `clock_gettime`.
 
 /// Local time of day as `HH:MM:SS`.
 pub fn local_hms() -> String {
-    // SAFETY: time(NULL) only returns the current time.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: `tm` is plain old data, zeroed is valid, and localtime_r writes only into it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
-    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
-        return "??:??:??".to_string();
-    }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    local_hms_at(unix_time() as i64)
 }
 
 /// Seconds since the Unix epoch with microseconds, for machine-readable output.

@@ -1,94 +1,27 @@
-//! Shared by the real-kernel consumer tests: a tiny BPF assembler and SOCKET_FILTER producers
-//! run with BPF_PROG_TEST_RUN (see tests/consumer_stress.rs for the scheme).
+//! Shared by the real-kernel consumer tests: SOCKET_FILTER producers assembled with the
+//! library's instruction builders (`rawsnoop::lab::asm`) and run with BPF_PROG_TEST_RUN (see
+//! tests/consumer_stress.rs for the scheme), and the rigs the tests set up around them: a
+//! counter map, a ring or perf buffer map, a producer and its consumer.
 #![allow(dead_code, reason = "each test crate uses a different subset")]
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use rawsnoop::consumer::{PerfBuf, PerfOpts, RingBuf, Wakeup};
 use rawsnoop::sys::bpf;
 use rawsnoop::sys::cpus;
 
 /// Generous overall bound: a stuck consumer fails the test instead of hanging it.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-// ---- a tiny BPF assembler -------------------------------------------------------------
+// ---- the BPF assembler: the library's instruction builders --------------------------------
 
-pub const R0: u8 = 0;
-pub const R1: u8 = 1;
-pub const R2: u8 = 2;
-pub const R3: u8 = 3;
-pub const R4: u8 = 4;
-pub const R5: u8 = 5;
-pub const R6: u8 = 6;
-pub const R7: u8 = 7;
-pub const R9: u8 = 9;
-pub const R10: u8 = 10;
-
-pub fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    u64::from(code)
-        | u64::from(dst | (src << 4)) << 8
-        | u64::from(off as u16) << 16
-        | u64::from(imm as u32) << 32
-}
-pub fn mov64_imm(dst: u8, imm: i32) -> u64 {
-    insn(0xb7, dst, 0, 0, imm)
-}
-/// 32-bit mov: zero-extends, so -1 becomes 0xffff_ffff (BPF_F_CURRENT_CPU).
-pub fn mov32_imm(dst: u8, imm: i32) -> u64 {
-    insn(0xb4, dst, 0, 0, imm)
-}
-pub fn mov64_reg(dst: u8, src: u8) -> u64 {
-    insn(0xbf, dst, src, 0, 0)
-}
-pub fn add64_imm(dst: u8, imm: i32) -> u64 {
-    insn(0x07, dst, 0, 0, imm)
-}
-pub fn and64_imm(dst: u8, imm: i32) -> u64 {
-    insn(0x57, dst, 0, 0, imm)
-}
-pub fn lsh64_imm(dst: u8, imm: i32) -> u64 {
-    insn(0x67, dst, 0, 0, imm)
-}
-pub fn mod64_imm(dst: u8, imm: i32) -> u64 {
-    insn(0x97, dst, 0, 0, imm)
-}
-pub fn st_w(dst: u8, off: i16, imm: i32) -> u64 {
-    insn(0x62, dst, 0, off, imm)
-}
-pub fn stx_dw(dst: u8, off: i16, src: u8) -> u64 {
-    insn(0x7b, dst, src, off, 0)
-}
-/// `lock *(u64 *)(dst + off) += src` (BPF_XADD: no fetch, so Linux 5.10 takes it too).
-pub fn atomic_add_dw(dst: u8, off: i16, src: u8) -> u64 {
-    insn(0xdb, dst, src, off, 0)
-}
-/// `dst = *(u64 *)(src + off)`.
-pub fn ldx_dw(dst: u8, src: u8, off: i16) -> u64 {
-    insn(0x79, dst, src, off, 0)
-}
-pub fn jeq_imm(dst: u8, imm: i32, off: i16) -> u64 {
-    insn(0x15, dst, 0, off, imm)
-}
-pub fn ja(off: i16) -> u64 {
-    insn(0x05, 0, 0, off, 0)
-}
-pub fn call(helper: i32) -> u64 {
-    insn(0x85, 0, 0, 0, helper)
-}
-pub fn exit() -> u64 {
-    insn(0x95, 0, 0, 0, 0)
-}
-/// `ld_imm64 dst, map_fd` (BPF_PSEUDO_MAP_FD): two instruction slots.
-pub fn ld_map_fd(dst: u8, fd: BorrowedFd<'_>) -> [u64; 2] {
-    [insn(0x18, dst, 1, 0, fd.as_raw_fd()), 0]
-}
-
-pub const HELPER_MAP_LOOKUP: i32 = 1;
-pub const HELPER_PERF_EVENT_OUTPUT: i32 = 25;
-pub const HELPER_RINGBUF_OUTPUT: i32 = 130;
-pub const HELPER_RINGBUF_RESERVE: i32 = 131;
-pub const HELPER_RINGBUF_SUBMIT: i32 = 132;
-pub const HELPER_RINGBUF_DISCARD: i32 = 133;
+pub use rawsnoop::lab::asm::{
+    add64_imm, and64_imm, atomic_add_dw, call, exit, ja, jeq_imm, ld_map_fd, ldx_dw, lsh64_imm,
+    mod64_imm, mov32_imm, mov64_imm, mov64_reg, st_w, stx_dw, HELPER_MAP_LOOKUP,
+    HELPER_PERF_EVENT_OUTPUT, HELPER_RINGBUF_DISCARD, HELPER_RINGBUF_OUTPUT,
+    HELPER_RINGBUF_RESERVE, HELPER_RINGBUF_SUBMIT, R0, R1, R10, R2, R3, R4, R5, R6, R7, R9,
+};
 
 /// Appends `insns` and fixes up labels: every `ja`/`jeq` in the emitted code whose offset is
 /// `i16::MIN` jumps to the final `r0 = 0; exit`.
@@ -229,24 +162,44 @@ pub fn ringbuf_output_prog(counter: BorrowedFd<'_>, rb: BorrowedFd<'_>) -> Owned
 
 /// Reserve 16 bytes, write seq twice, submit, except every 5th record which is discarded.
 pub fn ringbuf_reserve_prog(counter: BorrowedFd<'_>, rb: BorrowedFd<'_>) -> OwnedFd {
+    ringbuf_reserve_discarding(counter, rb, 5)
+}
+
+/// Reserve 16 bytes, write seq twice, submit; with `discard_every` n > 0 the records whose
+/// seq is a multiple of n are discarded instead (0: every record is submitted). A failed
+/// reservation counts as a failed output.
+pub fn ringbuf_reserve_discarding(
+    counter: BorrowedFd<'_>,
+    rb: BorrowedFd<'_>,
+    discard_every: i32,
+) -> OwnedFd {
+    let mut commit = vec![
+        stx_dw(R0, 0, R6),
+        stx_dw(R0, 8, R6),
+        mov64_reg(R1, R0),
+        mov64_imm(R2, 0),
+    ];
+    if discard_every > 0 {
+        commit.extend([
+            mov64_reg(R3, R6),
+            mod64_imm(R3, discard_every),
+            jeq_imm(R3, 0, 2),
+            call(HELPER_RINGBUF_SUBMIT),
+            ja(i16::MIN),
+            call(HELPER_RINGBUF_DISCARD),
+        ]);
+    } else {
+        commit.push(call(HELPER_RINGBUF_SUBMIT)); // returns void
+    }
+    commit.push(ja(i16::MIN)); // done
     let insns = Asm::new()
         .seq_prologue(counter)
         .extend(&ld_map_fd(R1, rb))
         .push(mov64_imm(R2, 16))
         .push(mov64_imm(R3, 0))
         .push(call(HELPER_RINGBUF_RESERVE))
-        .push(jeq_imm(R0, 0, 11)) // -> "r0 = 1" below, then count the failure
-        .push(stx_dw(R0, 0, R6))
-        .push(stx_dw(R0, 8, R6))
-        .push(mov64_reg(R1, R0))
-        .push(mov64_imm(R2, 0))
-        .push(mov64_reg(R3, R6))
-        .push(mod64_imm(R3, 5))
-        .push(jeq_imm(R3, 0, 2))
-        .push(call(HELPER_RINGBUF_SUBMIT))
-        .push(ja(i16::MIN))
-        .push(call(HELPER_RINGBUF_DISCARD))
-        .push(ja(i16::MIN))
+        .push(jeq_imm(R0, 0, commit.len() as i16)) // -> "r0 = 1" below
+        .extend(&commit)
         .push(mov64_imm(R0, 1)) // reserve failed: fall into count_failure with r0 != 0
         .count_failure()
         .finish();
@@ -307,4 +260,83 @@ pub fn perf_map() -> OwnedFd {
         ..Default::default()
     })
     .expect("create perf event array")
+}
+
+// ---- rigs: a producer and its consumer ----------------------------------------------------
+
+/// A ring buffer map fed by a producer, with its consumer.
+pub struct RingRig {
+    /// The producer's counters (see [`counters`]).
+    pub counter: OwnedFd,
+    /// The RINGBUF map (the consumer holds a dup of it).
+    pub map: OwnedFd,
+    /// The producer: run it with [`produce`].
+    pub prog: OwnedFd,
+    pub rb: RingBuf,
+}
+
+/// A `size`-byte ring buffer, the producer `make` builds for it, and a [`RingBuf`] over it;
+/// `None` when `test` may not use BPF (see [`counter_map_or_skip`]).
+pub fn ring_rig(
+    test: &str,
+    size: u32,
+    make: fn(BorrowedFd<'_>, BorrowedFd<'_>) -> OwnedFd,
+) -> Option<RingRig> {
+    let counter = counter_map_or_skip(test)?;
+    let map = ringbuf_map(size);
+    let prog = make(counter.as_fd(), map.as_fd());
+    let rb = RingBuf::new(map.as_fd(), size).expect("RingBuf::new");
+    Some(RingRig {
+        counter,
+        map,
+        prog,
+        rb,
+    })
+}
+
+/// A perf event array fed by [`perf_output_prog`], with its consumer.
+pub struct PerfRig {
+    /// The producer's counters (see [`counters`]).
+    pub counter: OwnedFd,
+    /// The PERF_EVENT_ARRAY map (the consumer holds a dup of it).
+    pub map: OwnedFd,
+    /// The producer: run it with [`produce`] (on a pinned thread: [`on_cpu`]).
+    pub prog: OwnedFd,
+    pub pb: PerfBuf,
+}
+
+/// A perf event array, [`perf_output_prog`] for it, and a [`PerfBuf`] of `pages` data pages
+/// per CPU waking as `wakeup` says; `None` when `test` may not use BPF.
+pub fn perf_rig(test: &str, pages: usize, wakeup: Wakeup) -> Option<PerfRig> {
+    let counter = counter_map_or_skip(test)?;
+    let map = perf_map();
+    let prog = perf_output_prog(counter.as_fd(), map.as_fd());
+    let pb = PerfBuf::new(map.as_fd(), &PerfOpts { pages, wakeup }).expect("PerfBuf::new");
+    Some(PerfRig {
+        counter,
+        map,
+        prog,
+        pb,
+    })
+}
+
+/// The highest online CPU (a perf test pins its producer there).
+pub fn last_online_cpu() -> u32 {
+    *cpus::online_cpus()
+        .expect("online cpus")
+        .last()
+        .expect("an online cpu")
+}
+
+/// Runs `f` on a thread pinned to `cpu` (so every sample it produces lands in that CPU's
+/// perf ring) and returns its result.
+pub fn on_cpu<T: Send>(cpu: u32, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            cpus::pin_current_thread(cpu).expect("pin to the CPU");
+            f()
+        })
+        .join()
+        .expect("the pinned thread panicked")
+    })
 }

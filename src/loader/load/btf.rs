@@ -10,19 +10,26 @@ use crate::sys::bpf;
 
 /// Which BTF kinds the running kernel accepts, probed once per process with tiny blobs.
 pub fn btf_features() -> BtfFeatures {
+    #[cfg(test)]
+    if crate::sys::fake::active() {
+        // A faked kernel (sys::fake) is per thread: ask it, and never cache its answer.
+        return probe_btf_features();
+    }
     static FEATURES: OnceLock<BtfFeatures> = OnceLock::new();
-    *FEATURES.get_or_init(|| {
-        let ok = |k: BtfFeatureKind| bpf::btf_load(&btf::probe_blob(k), None).is_ok();
-        BtfFeatures {
-            func: ok(BtfFeatureKind::Func),
-            func_global: ok(BtfFeatureKind::FuncGlobal),
-            datasec: ok(BtfFeatureKind::Datasec),
-            float: ok(BtfFeatureKind::Float),
-            decl_tag: ok(BtfFeatureKind::DeclTag),
-            type_tag: ok(BtfFeatureKind::TypeTag),
-            enum64: ok(BtfFeatureKind::Enum64),
-        }
-    })
+    *FEATURES.get_or_init(probe_btf_features)
+}
+
+fn probe_btf_features() -> BtfFeatures {
+    let ok = |k: BtfFeatureKind| bpf::btf_load(&btf::probe_blob(k), None).is_ok();
+    BtfFeatures {
+        func: ok(BtfFeatureKind::Func),
+        func_global: ok(BtfFeatureKind::FuncGlobal),
+        datasec: ok(BtfFeatureKind::Datasec),
+        float: ok(BtfFeatureKind::Float),
+        decl_tag: ok(BtfFeatureKind::DeclTag),
+        type_tag: ok(BtfFeatureKind::TypeTag),
+        enum64: ok(BtfFeatureKind::Enum64),
+    }
 }
 
 pub(crate) fn load_btf(spec: &ObjectSpec, warnings: &mut Vec<String>) -> Option<OwnedFd> {
