@@ -35,17 +35,36 @@ cat /proc/mounts > mounts-tests
 # binary or of rawsnoop (the CLI tests start it ~15 times) reads tens of MB again. Serve
 # them from guest memory: a copy on a tmpfs, bind-mounted over the original path so the
 # paths compiled into the tests still work. Best effort: on failure the originals are used.
+# Within a budget of a quarter of the guest's available memory: the debug binaries are
+# ~25 MB each, and copying all of them into a 1 GiB guest's tmpfs starved the tests of
+# memory (test binaries died with SIGBUS on 6.1). rawsnoop itself (exec'd most) goes first;
+# what does not fit runs from 9p.
 exe_dir=$(mktemp -d /dev/shm/rawsnoop-exe.XXXXXX 2>/dev/null || mktemp -d)
+budget=$(( $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0) * 1024 / 4 ))
+used=0
 i=0
+copied=0
+copy_in() {
+    local f=$1 size
+    [ -f "$f" ] || return 0
+    grep -q " $f " /proc/mounts && return 0
+    size=$(stat -c %s "$f" 2>/dev/null) || return 0
+    [ $((used + size)) -le "$budget" ] || return 0
+    if cp "$f" "$exe_dir/$i" 2>/dev/null && mount --bind "$exe_dir/$i" "$f" 2>/dev/null; then
+        used=$((used + size))
+        copied=$((copied + 1))
+    else
+        rm -f "$exe_dir/$i"
+    fi
+    i=$((i + 1))
+}
+first=$(head -n 1 tests | cut -f 2)
+[ -n "$first" ] && copy_in "$(dirname "$(dirname "$first")")/rawsnoop"
 while IFS=$'\t' read -r name exe; do
     [ -n "$name" ] || continue
-    for f in "$exe" "$(dirname "$(dirname "$exe")")/rawsnoop"; do
-        [ -f "$f" ] || continue
-        grep -q " $f " /proc/mounts && continue
-        cp "$f" "$exe_dir/$i" 2>/dev/null && mount --bind "$exe_dir/$i" "$f" 2>/dev/null
-        i=$((i + 1))
-    done
+    copy_in "$exe"
 done < tests
+echo "served from tmpfs: $copied file(s), $((used / 1048576)) MiB of a $((budget / 1048576)) MiB budget" > exe-cache
 
 repo=$(cat repo)
 limit=$(cat timeout)
