@@ -58,9 +58,23 @@ fn layout(btf: &Btf, name: &str) -> Option<(BTreeMap<String, u32>, u32)> {
     Some((m, *size))
 }
 
-/// The layout of `trace_event_raw_<name>` built from `event`'s format file.
+/// The layout of `trace_event_raw_<name>` as `--btf none` resolves it for a program attached to
+/// `event` (`category/name`): through `tracefs::sources_for`, which must pick `event`'s format.
 fn from_format(name: &str, event: &str) -> (BTreeMap<String, u32>, u32) {
-    let btf = tracefs::btf_from_formats(&[(name.to_string(), format(event))]).unwrap();
+    let root = rawsnoop::sys::tracefs::find_or_mount().expect("tracefs");
+    let (category, ev) = event.split_once('/').unwrap();
+    let attach = rawsnoop::loader::AttachPoint::Tracepoint {
+        category: category.into(),
+        name: ev.into(),
+    };
+    let sources = tracefs::sources_for(&root, &[name.to_string()], &attach);
+    assert_eq!(sources.len(), 1, "{name} on {event}");
+    assert_eq!(
+        sources[0].event, event,
+        "{name} resolved from another event"
+    );
+    assert_eq!(sources[0].text, format(event));
+    let btf = tracefs::btf_from_formats(&[(name.to_string(), sources[0].text.clone())]).unwrap();
     layout(&btf, &format!("trace_event_raw_{name}")).unwrap()
 }
 
