@@ -162,7 +162,7 @@ fn trace(
     let probe = probe_program(&dir.0, "rsnp-pert probe");
     let path = probe.to_str().unwrap().to_string();
     let mut c = Command::new(&probe)
-        .args(["a b", "c  d", ""])
+        .args(["a b", "c  d"])
         .spawn()
         .unwrap();
     let pid = c.id();
@@ -216,7 +216,7 @@ fn check(transport: Transport, stem: &'static str, btf: BtfSource, attach: ExecA
         Some(std::process::id() as i32)
     };
     let comm = "rsnp-pert probe".to_string();
-    let args = vec![path.clone(), "a b".into(), "c  d".into(), String::new()];
+    let args = vec![path.clone(), "a b".into(), "c  d".into()];
     assert_eq!(
         seen.exec,
         Some((pid as i32, ppid, Some(uid), comm, path, args)),
