@@ -74,7 +74,7 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
         .iter()
         .flat_map(|p| p.core_relos.iter().map(|r| r.type_id));
     // `--btf none`: each program's own tracefs-built target (printed with the program).
-    let per_program = *source == BtfSource::None && spec.btf.is_some();
+    let per_program = source.tracefs_only() && spec.btf.is_some();
     let loaded = match spec.btf.as_ref() {
         _ if per_program => Ok(None),
         Some(local) => TargetBtf::load_for(source, local, ids),

@@ -161,10 +161,7 @@ fn trace(
     let dir = TempDir::new("builtin-perturbed-probe");
     let probe = probe_program(&dir.0, "rsnp-pert probe");
     let path = probe.to_str().unwrap().to_string();
-    let mut c = Command::new(&probe)
-        .args(["a b", "c  d"])
-        .spawn()
-        .unwrap();
+    let mut c = Command::new(&probe).args(["a b", "c  d"]).spawn().unwrap();
     let pid = c.id();
     assert!(c.wait().unwrap().success());
     let mut sh = Command::new("/bin/sh")

@@ -29,7 +29,7 @@ impl Context {
     ) -> Result<Context, CoreError> {
         let mut per_program = std::collections::HashMap::new();
         let target = match (programs.iter().any(|p| !p.core_relos.is_empty()), local) {
-            (true, Some(local)) if *source == BtfSource::None => {
+            (true, Some(local)) if source.tracefs_only() => {
                 for p in programs.iter().filter(|p| !p.core_relos.is_empty()) {
                     let t = super::tracefs::target_for_program(local, p)?;
                     per_program.insert(p.name.clone(), t);

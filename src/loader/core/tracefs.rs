@@ -223,6 +223,18 @@ pub fn find_event_format(root: &Path, event: &str) -> Option<(String, String)> {
     })
 }
 
+impl super::BtfSource {
+    /// True when relocations resolve from tracefs alone: `--btf none`, or the running kernel's
+    /// BTF asked for (no `--btf`) on a kernel without /sys/kernel/btf/vmlinux.
+    pub fn tracefs_only(&self) -> bool {
+        match self {
+            super::BtfSource::None => true,
+            super::BtfSource::Kernel => !Path::new(super::target::VMLINUX_BTF).exists(),
+            super::BtfSource::File(_) => false,
+        }
+    }
+}
+
 /// Where one `trace_event_raw_<name>` type's layout comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
@@ -288,8 +300,8 @@ pub fn target_for_program(local: &Btf, prog: &ProgramSpec) -> Result<Arc<TargetB
         .map(|s| (s.name.clone(), s.text.clone()))
         .collect();
     let btf = btf_from_formats(&formats).map_err(CoreError::Target)?;
-    let mut origin = "tracefs format files (--btf none: they describe only tracepoint records, \
-                      trace_event_raw_*; pass `--btf PATH` for other kernel types)"
+    let mut origin = "tracefs format files (no kernel BTF: they describe only tracepoint \
+                      records, trace_event_raw_*; pass `--btf PATH` for other kernel types)"
         .to_string();
     for s in &sources {
         if s.event.rsplit('/').next() != Some(s.name.as_str()) {
@@ -461,6 +473,15 @@ mod tests {
         assert!(sources_for(&root.0, &class, &tp("..", "sched")).is_empty());
         let hostile = vec!["../sched/sched_process_exit".to_string()];
         assert!(sources_for(&root.0, &hostile, &AttachPoint::None).is_empty());
+    }
+
+    #[test]
+    fn tracefs_only_without_btf_or_without_kernel_btf() {
+        use crate::loader::core::BtfSource;
+        assert!(BtfSource::None.tracefs_only());
+        assert!(!BtfSource::File("/nonexistent".into()).tracefs_only());
+        let has = Path::new(crate::loader::core::target::VMLINUX_BTF).exists();
+        assert_eq!(BtfSource::Kernel.tracefs_only(), !has);
     }
 
     #[test]
