@@ -79,9 +79,10 @@ const volatile __u32 max_args = DEFAULT_MAXARGS;
 /* libbpf's bpf_core_field_exists: 1 if the running kernel has the field (BPF_FIELD_EXISTS) */
 #define CORE_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
 /*
- * -DRAWSNOOP_PERTURB (tests/builtin_perturbed.rs only, never the shipped objects): padding no
- * kernel has, before every field the programs read, so the offsets compiled in are wrong for
- * every kernel and only the loader's relocation makes the programs read the right bytes.
+ * -DRAWSNOOP_PERTURB (tests/core_objects/builtin_perturbed.rs only, never the shipped
+ * objects): padding no kernel has, before every field the programs read, so the offsets
+ * compiled in are wrong for every kernel and only the loader's relocation makes the programs
+ * read the right bytes.
  */
 #ifdef RAWSNOOP_PERTURB
 #define RS_PAD(n) __u64 __rawsnoop_pad##n[3];

@@ -7,8 +7,6 @@
 //! kernel's BTF (classic tracepoint and tp_btf) and without it (`BtfSource::None`: the record's
 //! fields from tracefs, task_struct unknown, so ppid and exit code are -1 with the warning).
 
-mod common;
-
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +19,7 @@ use rawsnoop::loader::core::BtfSource;
 use rawsnoop::loader::ObjectSpec;
 use rawsnoop::tracer::{ExecAttach, Tracer, TracerOptions, Transport};
 
-use common::*;
+use crate::common::*;
 
 fn required() -> bool {
     std::env::var("RAWSNOOP_REQUIRE_BPF").is_ok_and(|v| !v.is_empty() && v != "0")

@@ -7,8 +7,6 @@
 //! (the class's BTF layout). And the layouts built from the format files equal the kernel BTF's
 //! for every class and event checked here.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +20,7 @@ use rawsnoop::loader::load::{LoadOptions, Object};
 use rawsnoop::loader::ObjectSpec;
 use rawsnoop::sys::bpf;
 
-use common::*;
+use crate::common::*;
 
 fn fixture() -> ObjectSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/core/class.bpf.o");
