@@ -78,14 +78,29 @@ const volatile __u32 max_args = DEFAULT_MAXARGS;
 #define __rs_core __attribute__((preserve_access_index))
 /* libbpf's bpf_core_field_exists: 1 if the running kernel has the field (BPF_FIELD_EXISTS) */
 #define CORE_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
+/*
+ * -DRAWSNOOP_PERTURB (tests/core_objects/builtin_perturbed.rs only, never the shipped
+ * objects): padding no kernel has, before every field the programs read, so the offsets
+ * compiled in are wrong for every kernel and only the loader's relocation makes the programs
+ * read the right bytes.
+ */
+#ifdef RAWSNOOP_PERTURB
+#define RS_PAD(n) __u64 __rawsnoop_pad##n[3];
+#else
+#define RS_PAD(n)
+#endif
 
 struct task_struct {
+	RS_PAD(0)
 	struct task_struct *real_parent;
+	RS_PAD(1)
 	int tgid;
+	RS_PAD(2)
 	int exit_code;
 } __rs_core;
 
 struct linux_binprm {
+	RS_PAD(3)
 	const char *filename;
 } __rs_core;
 
@@ -95,8 +110,11 @@ struct linux_binprm {
  */
 struct trace_event_raw_sched_process_exec___core {
 	struct trace_entry ent;
+	RS_PAD(4)
 	__u32 __data_loc_filename;
+	RS_PAD(5)
 	int pid;
+	RS_PAD(6)
 	int old_pid;
 } __rs_core;
 

@@ -73,7 +73,10 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
         .programs
         .iter()
         .flat_map(|p| p.core_relos.iter().map(|r| r.type_id));
+    // `--btf none`: each program's own tracefs-built target (printed with the program).
+    let per_program = source.tracefs_only() && spec.btf.is_some();
     let loaded = match spec.btf.as_ref() {
+        _ if per_program => Ok(None),
         Some(local) => TargetBtf::load_for(source, local, ids),
         None => TargetBtf::load(source),
     };
@@ -87,7 +90,9 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
     let origin = target
         .as_ref()
         .map_or("(none: --btf none)".to_string(), |t| t.origin.clone());
-    let _ = writeln!(out, "  target BTF: {}", escape_str(&origin));
+    if !per_program {
+        let _ = writeln!(out, "  target BTF: {}", escape_str(&origin));
+    }
     let Some(local) = spec.btf.as_ref() else {
         let _ = writeln!(
             out,
@@ -102,6 +107,22 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
             escape_str(&p.name),
             p.core_relos.len()
         );
+        let mut own = None;
+        if per_program {
+            match crate::loader::core::tracefs::target_for_program(local, p) {
+                Ok(t) => {
+                    let _ = writeln!(out, "    target BTF: {}", escape_str(&t.origin));
+                    own = Some(t);
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "    target BTF unusable: {}",
+                        escape_str(&e.to_string())
+                    );
+                }
+            }
+        }
         let mut code = p.insns.clone();
         let results = relocate_each(
             &p.name,
@@ -109,7 +130,7 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
             &p.core_relos,
             local,
             &p.line_info,
-            target.as_deref(),
+            own.as_deref().or(target.as_deref()),
         );
         for (i, r) in results.iter().enumerate() {
             match r {

@@ -98,6 +98,10 @@ struct Cli {
     /// ringbuf or perf event array map, and the demo's `struct event`).
     #[arg(long, value_name = "PATH")]
     object: Option<PathBuf>,
+    /// For BPF developers: rawsnoop's own programs (bpf/<transport>.bpf.c) built elsewhere,
+    /// e.g. against another header, used instead of the built-in object with every feature.
+    #[arg(long, value_name = "PATH", conflicts_with = "object")]
+    builtin_object: Option<PathBuf>,
     /// Perf buffer pages per CPU (a power of two, at most 65536; default 8). --perfbuf only.
     #[arg(long, value_name = "N")]
     perf_pages: Option<usize>,

@@ -28,6 +28,8 @@ pub enum TracerError {
     Event(#[from] event::EventError),
     #[error("the object has no {0}")]
     Missing(String),
+    #[error("--object (the demo's program) and --builtin-object (rawsnoop's) exclude each other")]
+    TwoObjects,
     #[error("--attach tp_btf: {0}")]
     AttachMode(&'static str),
     #[error(
@@ -76,6 +78,9 @@ pub struct TracerOptions {
     pub transport: TransportOptions,
     /// A user's object instead of the built-in one (`--object`).
     pub object: Option<Vec<u8>>,
+    /// rawsnoop's own programs built elsewhere (`--builtin-object`: e.g. against another
+    /// header) instead of the embedded object of the transport; every feature as with that.
+    pub builtin_object: Option<Vec<u8>>,
     /// Report only execs by this user id (the program's `.rodata` `filter_uid`).
     pub uid: Option<u32>,
     /// Only this process (tgid) / the children of this one.
@@ -104,6 +109,7 @@ impl TracerOptions {
         TracerOptions {
             transport: transport.default_options(),
             object: None,
+            builtin_object: None,
             uid: None,
             pid: None,
             ppid: None,
@@ -210,9 +216,10 @@ impl Tracer {
         }
         opts.transport.validate()?;
         let transport = opts.transport.transport();
-        let bytes: &[u8] = match &opts.object {
-            Some(b) => b,
-            None => transport.builtin_object(),
+        let bytes: &[u8] = match (&opts.object, &opts.builtin_object) {
+            (Some(_), Some(_)) => return Err(TracerError::TwoObjects),
+            (Some(b), None) | (None, Some(b)) => b,
+            (None, None) => transport.builtin_object(),
         };
         let spec = ObjectSpec::parse(bytes)?;
         let prog_name = find_program(&spec)

@@ -107,6 +107,9 @@ pub(crate) fn validate(cli: &Cli) -> Result<TracerOptions> {
     if let Some(path) = &cli.object {
         opts.object = Some(rawsnoop::loader::object::read_object_file(path)?);
     }
+    if let Some(path) = &cli.builtin_object {
+        opts.builtin_object = Some(rawsnoop::loader::object::read_object_file(path)?);
+    }
     opts.uid = cli.uid;
     opts.btf = btf_source(&cli.btf);
     opts.attach = cli.attach;

@@ -16,6 +16,9 @@ use super::{calc::POISON_HELPER, relocate_program, BtfSource, CoreError, Outcome
 pub struct Context {
     target: Option<Arc<TargetBtf>>,
     kernel: Option<Arc<TargetBtf>>,
+    /// `--btf none`: each program's tracefs-built target, by program name (a class type
+    /// resolves from the event that program is attached to: `tracefs::target_for_program`).
+    per_program: std::collections::HashMap<String, Arc<TargetBtf>>,
 }
 
 impl Context {
@@ -24,7 +27,15 @@ impl Context {
         local: Option<&crate::loader::btf::Btf>,
         source: &BtfSource,
     ) -> Result<Context, CoreError> {
+        let mut per_program = std::collections::HashMap::new();
         let target = match (programs.iter().any(|p| !p.core_relos.is_empty()), local) {
+            (true, Some(local)) if source.tracefs_only() => {
+                for p in programs.iter().filter(|p| !p.core_relos.is_empty()) {
+                    let t = super::tracefs::target_for_program(local, p)?;
+                    per_program.insert(p.name.clone(), t);
+                }
+                None
+            }
             (true, Some(local)) => TargetBtf::load_for(
                 source,
                 local,
@@ -41,7 +52,11 @@ impl Context {
         } else {
             None
         };
-        Ok(Context { target, kernel })
+        Ok(Context {
+            target,
+            kernel,
+            per_program,
+        })
     }
 
     /// `prog` with its CO-RE relocations applied and its attach BTF id set (a copy only when
@@ -51,7 +66,8 @@ impl Context {
         spec: &ObjectSpec,
         prog: &'p ProgramSpec,
     ) -> Result<(Cow<'p, ProgramSpec>, Vec<Outcome>), CoreError> {
-        apply(spec, prog, self.target.as_deref(), self.kernel.as_deref())
+        let target = self.per_program.get(&prog.name).or(self.target.as_ref());
+        apply(spec, prog, target.map(|t| &**t), self.kernel.as_deref())
     }
 }
 
