@@ -78,7 +78,13 @@ static __always_inline void read_args(struct event *e, const char *filename,
 		if (off > LAST_ARG)
 			return;
 		ret = READ_USER_STR(&e->args[off], ARGSIZE, argp);
-		if (ret <= 0 || ret > ARGSIZE)
+		if (ret == 0) {
+			/* An empty argument: 5.10 returns 0 for "" where newer kernels count its
+			 * NUL (1). Keep it, and everything after it. */
+			e->args[off] = '\0';
+			ret = 1;
+		}
+		if (ret < 0 || ret > ARGSIZE)
 			return;
 		e->args_count++;
 		e->args_size = off + ret;

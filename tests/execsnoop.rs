@@ -95,6 +95,7 @@ fn everything_on(test: &str, flag: &str, ringbuf: bool) {
     let big = "A".repeat(4096);
     let mut argv: Vec<&OsStr> = vec![
         OsStr::new("a b"),
+        OsStr::new(""),
         OsStr::new("q\"x'y"),
         OsStr::new("new\nline"),
         OsStr::from_bytes(b"bad\xff\xfe"),
@@ -142,12 +143,13 @@ fn everything_on(test: &str, flag: &str, ringbuf: bool) {
     let mut want_args = vec![
         probe.to_str().unwrap().to_string(),
         "a b".into(),
+        String::new(),
         "q\"x'y".into(),
         "new\\nline".into(),
         "bad\\xff\\xfe".into(),
         "A".repeat(127),
     ];
-    want_args.extend(extra[..14].iter().cloned());
+    want_args.extend(extra[..13].iter().cloned());
     assert_eq!(ex["args"], Value::from(want_args), "{ex}");
     assert_eq!(ex["args_truncated"], true, "{ex}");
     assert_eq!(ex["ppid"], me, "{ex}");
