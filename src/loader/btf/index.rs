@@ -29,7 +29,7 @@ pub struct NameIndex {
 }
 
 /// Whether the NUL-terminated name at `off` has essential name `want`.
-fn essential_is(strings: &[u8], off: u32, want: &[u8]) -> bool {
+pub(super) fn essential_is(strings: &[u8], off: u32, want: &[u8]) -> bool {
     let Some(rest) = strings.get(off as usize..) else {
         return false;
     };

@@ -337,13 +337,14 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
     }
     if kind.is_enumval() {
         let have = spec::skip_mods(c.btf(), c.id)
-            .and_then(|(_, t)| spec::enum_values(t))
-            .map(|v| {
-                v.iter()
-                    .take(40)
-                    .map(|e| c.btf().string_at(e.name_off).unwrap_or("?"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            .and_then(|(_, t)| {
+                spec::enum_values(&t).map(|v| {
+                    v.iter()
+                        .take(40)
+                        .map(|e| c.btf().string_at(e.name_off).unwrap_or("?"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
             })
             .unwrap_or_default();
         let want = lspec
@@ -369,12 +370,7 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
         let next = if k == 1 {
             Some(c.id)
         } else if last.name.is_some() {
-            c.btf()
-                .type_by_id(last.type_id)
-                .ok()
-                .and_then(spec::members)
-                .and_then(|m| m.get(last.idx as usize))
-                .map(|m| m.type_id)
+            spec::member_of(c.btf(), last.type_id, last.idx).map(|m| m.type_id)
         } else {
             Some(last.type_id)
         };
@@ -382,7 +378,7 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
         let (tname, have) = match at {
             Some((id, tt)) => (
                 c.btf().name_of(id).unwrap_or("").to_string(),
-                spec::members(tt)
+                spec::members(&tt)
                     .map(|ms| {
                         let names: Vec<&str> = ms
                             .iter()
