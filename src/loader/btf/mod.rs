@@ -28,6 +28,8 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_lazy;
+#[cfg(test)]
 mod tests_more;
 #[cfg(test)]
 mod tests_real;
