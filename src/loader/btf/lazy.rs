@@ -90,6 +90,8 @@ pub struct LazyBtf {
     strings: Range<usize>,
     /// Type-section byte offset of type id `first_id + i`.
     offsets: Vec<u32>,
+    /// Name offset of type id `first_id + i` (0 for kinds without names), for name lookups.
+    name_offs: Vec<u32>,
     /// The base of a split BTF (ids below `first_id`, string offsets below `str_base`).
     base: Option<Arc<LazyBtf>>,
     first_id: u32,
@@ -105,12 +107,13 @@ impl LazyBtf {
         let hdr = parse::parse_header(&bytes)?;
         let strings = bytes.get(hdr.strings.clone()).unwrap_or(&[]);
         parse::check_strings(strings, hdr.strings.start)?;
-        let offsets = scan(&bytes, hdr.types.clone(), hdr.big_endian, 1)?;
+        let Scanned { offsets, names } = scan(&bytes, hdr.types.clone(), hdr.big_endian, 1)?;
         Ok(LazyBtf {
             big_endian: hdr.big_endian,
             types: hdr.types,
             strings: hdr.strings,
             offsets,
+            name_offs: names,
             base: None,
             first_id: 1,
             str_base: 0,
@@ -141,12 +144,13 @@ impl LazyBtf {
                 reason: "base and split string sections together are larger than 2 GiB",
             });
         }
-        let offsets = scan(&bytes, hdr.types.clone(), hdr.big_endian, first_id)?;
+        let Scanned { offsets, names } = scan(&bytes, hdr.types.clone(), hdr.big_endian, first_id)?;
         Ok(LazyBtf {
             big_endian: hdr.big_endian,
             types: hdr.types,
             strings: hdr.strings,
             offsets,
+            name_offs: names,
             base: Some(base),
             first_id,
             str_base,
@@ -183,35 +187,16 @@ impl LazyBtf {
         }
     }
 
-    /// Type-section offset of `id`, which must be in this part (not the base).
-    fn pos_of(&self, id: u32) -> Result<usize, BtfError> {
+    /// Index of `id` in this part's tables (`id` must be in this part, not the base).
+    fn index_of(&self, id: u32) -> Result<usize, BtfError> {
         id.checked_sub(self.first_id)
-            .and_then(|i| self.offsets.get(i as usize))
-            .map(|&p| p as usize)
+            .map(|i| i as usize)
+            .filter(|&i| i < self.offsets.len())
             .ok_or(BtfError::TypeIdOutOfRange {
                 id,
                 len: self.types_len(),
                 referrer: None,
             })
-    }
-
-    /// Kind and name offset of the record at `pos` (0 for kinds without names), from two words;
-    /// the kind was checked by the opening pass.
-    fn kind_and_name_at(&self, r: Reader<'_>, pos: usize) -> (Option<BtfKind>, u32) {
-        let info = r.u32_at(pos + 4).unwrap_or(0);
-        let kind = BtfKind::from_raw((info >> 24) & 0x1f);
-        let named = !matches!(
-            kind,
-            Some(
-                BtfKind::Ptr
-                    | BtfKind::Array
-                    | BtfKind::Volatile
-                    | BtfKind::Const
-                    | BtfKind::Restrict
-                    | BtfKind::FuncProto
-            )
-        );
-        (kind, if named { r.u32_at(pos).unwrap_or(0) } else { 0 })
     }
 
     /// Ids of this part's types (not the base's) whose essential name is `essential`, ascending.
@@ -228,27 +213,23 @@ impl LazyBtf {
         {
             return v;
         }
-        let want = essential.as_bytes();
-        let r = self.reader();
-        let own = self.bytes.get(self.strings.clone()).unwrap_or(&[]);
-        let base = self.base.as_deref();
+        // Two steps, neither touching the strings per type: the string offsets whose essential
+        // name is `essential` (a memmem over the string section; BTF strings are deduplicated, so
+        // these are a handful), then the records whose name offset is one of them.
+        let names = self.name_offsets(essential.as_bytes());
         let mut found = Vec::new();
-        for (i, &pos) in self.offsets.iter().enumerate() {
-            let (_, off) = self.kind_and_name_at(r, pos as usize);
-            if off == 0 {
-                continue;
-            }
-            let hit = match (off.checked_sub(self.str_base), base) {
-                // The first byte rules out almost every name without a call to memcmp.
-                (Some(local), _) => {
-                    own.get(local as usize) == want.first() && essential_is(own, local, want)
-                }
-                (None, Some(b)) => b.essential_is_at(off, want),
-                (None, None) => false,
-            };
-            if hit {
-                found.push(self.first_id + i as u32);
-            }
+        if names.is_empty() {
+            return found;
+        }
+        let ids = self.name_offs.iter().enumerate();
+        let id = |i: usize| self.first_id + i as u32;
+        match names[..] {
+            // The common case (one string of that name, deduplicated): a plain compare per record.
+            [only] => found.extend(ids.filter(|&(_, &o)| o == only).map(|(i, _)| id(i))),
+            _ => found.extend(
+                ids.filter(|&(_, o)| names.binary_search(o).is_ok())
+                    .map(|(i, _)| id(i)),
+            ),
         }
         if let Ok(mut c) = self.names.lock() {
             c.insert(essential.to_string(), found.clone());
@@ -256,17 +237,32 @@ impl LazyBtf {
         found
     }
 
-    /// Whether the string at (global) offset `off` has essential name `want`.
-    fn essential_is_at(&self, off: u32, want: &[u8]) -> bool {
-        match (off.checked_sub(self.str_base), &self.base) {
-            (Some(local), _) => essential_is(
-                self.bytes.get(self.strings.clone()).unwrap_or(&[]),
-                local,
-                want,
-            ),
-            (None, Some(b)) => b.essential_is_at(off, want),
-            (None, None) => false,
+    /// Sorted (global) offsets of the strings, in this part's string section and its base's, whose
+    /// essential name is `want` (non-empty).
+    fn name_offsets(&self, want: &[u8]) -> Vec<u32> {
+        let mut out = match &self.base {
+            Some(b) => b.name_offsets(want),
+            None => Vec::new(),
+        };
+        let own = self.bytes.get(self.strings.clone()).unwrap_or(&[]);
+        // A string starts at offset 0 (a split section has no leading "") or right after a NUL.
+        if own.starts_with(want) && essential_is(own, 0, want) {
+            out.push(self.str_base);
         }
+        let mut needle = Vec::with_capacity(want.len() + 1);
+        needle.push(0);
+        needle.extend_from_slice(want);
+        let mut from = 0;
+        while let Some(p) = own.get(from..).and_then(|h| find(h, &needle)) {
+            let at = from + p + 1;
+            // `at` < the section's length, which was checked to fit below 2 GiB with `str_base`.
+            if essential_is(own, at as u32, want) {
+                out.push(self.str_base + at as u32);
+            }
+            from = at;
+        }
+        out.sort_unstable();
+        out
     }
 
     /// The first type of this part of kind `kind` named exactly `name`.
@@ -277,18 +273,74 @@ impl LazyBtf {
     }
 }
 
-/// The opening pass: the type-section offset of every record, checking its kind is known and that
-/// its header and kind-specific data fit. `first_id` numbers the records in errors.
+/// Position of the first occurrence of `needle` in `hay` (glibc's memmem is vectorised; a scan
+/// of the 2 MB vmlinux string section takes tens of microseconds).
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    // SAFETY: both pointers come from live slices with their exact lengths; memmem(3) reads only
+    // within them and returns either NULL or a pointer to the start of a match inside `hay`.
+    let p = unsafe {
+        libc::memmem(
+            hay.as_ptr().cast(),
+            hay.len(),
+            needle.as_ptr().cast(),
+            needle.len(),
+        )
+    };
+    (!p.is_null()).then(|| p as usize - hay.as_ptr() as usize)
+}
+
+/// Whether records of `kind` carry a name (the others' name_off is ignored, as `BtfType::name_off`
+/// does).
+fn is_named(kind: BtfKind) -> bool {
+    !matches!(
+        kind,
+        BtfKind::Ptr
+            | BtfKind::Array
+            | BtfKind::Volatile
+            | BtfKind::Const
+            | BtfKind::Restrict
+            | BtfKind::FuncProto
+    )
+}
+
+/// What the opening pass records: each record's type-section offset and name offset (0 for kinds
+/// without names), for ids `first_id..`.
+struct Scanned {
+    offsets: Vec<u32>,
+    names: Vec<u32>,
+}
+
+/// The opening pass: the type-section offset and name offset of every record, checking its kind
+/// is known and that its header and kind-specific data fit. `first_id` numbers the records in
+/// errors. Table-driven (one lookup per record for its length), as this walk is a dependent chain
+/// over ~150k records.
 fn scan(
     bytes: &[u8],
     types: Range<usize>,
     big_endian: bool,
     first_id: u32,
-) -> Result<Vec<u32>, BtfError> {
+) -> Result<Scanned, BtfError> {
     let data = bytes.get(types).unwrap_or(&[]);
-    let r = Reader { data, big_endian };
-    // Every record is at least 12 bytes: this bounds the allocation by the input size.
-    let mut offsets = Vec::with_capacity(data.len() / TYPE_HEADER_LEN);
+    // Per raw kind (5 bits): fixed record length, bytes per vlen entry, whether named; `None` for
+    // kinds this parser does not know. Derived from `parse::record_len`.
+    let mut table = [None; 32];
+    for (raw, slot) in table.iter_mut().enumerate() {
+        *slot = BtfKind::from_raw(raw as u32).map(|k| {
+            let fixed = parse::record_len(k, 0);
+            (fixed, parse::record_len(k, 1) - fixed, is_named(k))
+        });
+    }
+    let word = |b: &[u8]| {
+        let b = [b[0], b[1], b[2], b[3]];
+        if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    // Every record is at least 12 bytes: this bounds the allocations by the input size.
+    let cap = data.len() / TYPE_HEADER_LEN;
+    let (mut offsets, mut names) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
     let mut pos = 0usize;
     while pos < data.len() {
         let id = first_id.saturating_add(offsets.len() as u32);
@@ -305,25 +357,28 @@ fn scan(
             need,
             have,
         };
-        if have < TYPE_HEADER_LEN {
+        let Some(head) = data.get(pos..pos + TYPE_HEADER_LEN) else {
             return Err(truncated(TYPE_HEADER_LEN));
-        }
-        let info = r.u32_at(pos + 4).unwrap_or(0);
+        };
+        let info = word(&head[4..8]);
         let raw_kind = (info >> 24) & 0x1f;
-        let kind = BtfKind::from_raw(raw_kind).ok_or(BtfError::UnknownKind {
-            id,
-            offset: pos,
-            kind: raw_kind,
-        })?;
-        let len = parse::record_len(kind, (info & 0xffff) as usize);
+        let Some((fixed, per, named)) = table[raw_kind as usize] else {
+            return Err(BtfError::UnknownKind {
+                id,
+                offset: pos,
+                kind: raw_kind,
+            });
+        };
+        let len = fixed + per * (info & 0xffff) as usize;
         if len > have {
             return Err(truncated(len));
         }
         // The type section is at most u32::MAX bytes long (its length is a u32 in the header).
         offsets.push(pos as u32);
+        names.push(if named { word(&head[0..4]) } else { 0 });
         pos += len;
     }
-    Ok(offsets)
+    Ok(Scanned { offsets, names })
 }
 
 impl BtfView for LazyBtf {
@@ -340,7 +395,7 @@ impl BtfView for LazyBtf {
                 return b.type_at(id);
             }
         }
-        let pos = self.pos_of(id)?;
+        let pos = self.offsets[self.index_of(id)?] as usize;
         let (t, _, _) = parse::parse_one(self.reader(), pos, id)?;
         parse::check_type_refs(&t, id, self.str_len(), self.types_len())?;
         Ok(Cow::Owned(t))
@@ -355,10 +410,10 @@ impl BtfView for LazyBtf {
                 return b.kind_of(id);
             }
         }
-        let pos = self.pos_of(id)?;
+        let pos = self.offsets[self.index_of(id)?] as usize;
+        let info = self.reader().u32_at(pos + 4).unwrap_or(0);
         // The opening pass checked every record's kind.
-        let (kind, _) = self.kind_and_name_at(self.reader(), pos);
-        Ok(kind.unwrap_or(BtfKind::Void))
+        Ok(BtfKind::from_raw((info >> 24) & 0x1f).unwrap_or(BtfKind::Void))
     }
 
     fn name_of(&self, id: u32) -> Result<&str, BtfError> {
@@ -370,8 +425,7 @@ impl BtfView for LazyBtf {
                 return b.name_of(id);
             }
         }
-        let pos = self.pos_of(id)?;
-        let (_, off) = self.kind_and_name_at(self.reader(), pos);
+        let off = self.name_offs[self.index_of(id)?];
         self.string_at(off)
     }
 
