@@ -15,8 +15,13 @@ fn lazy(bytes: &[u8]) -> Result<LazyBtf, BtfError> {
 
 /// Every id answers the same through both (types compared by their Debug form).
 fn assert_same(eager: &Btf, lazy: &LazyBtf) {
+    assert_same_ids(eager, lazy, 0..eager.types_len() + 2);
+}
+
+/// Ids `ids` answer the same through both.
+fn assert_same_ids(eager: &Btf, lazy: &LazyBtf, ids: impl Iterator<Item = u32>) {
     assert_eq!(BtfView::types_len(lazy), eager.types_len());
-    for id in 0..eager.types_len() + 2 {
+    for id in ids {
         let (e, l) = (eager.type_by_id(id), lazy.type_at(id));
         match (&e, &l) {
             (Ok(e), Ok(l)) => assert_eq!(format!("{e:?}"), format!("{:?}", l.as_ref()), "[{id}]"),
@@ -140,6 +145,38 @@ fn running_kernel_vmlinux_maps_on_6_16_and_later() {
     std::fs::write(&tmp, all_kinds(false).bytes()).unwrap();
     assert!(Bytes::map_kernel_btf(&tmp).is_none());
     let _ = std::fs::remove_file(&tmp);
+}
+
+#[test]
+fn running_kernel_module_btf_same_as_eager_split() {
+    let Ok(base) = std::fs::read(VMLINUX) else {
+        eprintln!("SKIPPED: {VMLINUX} not readable (kernel without BTF)");
+        return;
+    };
+    let mut modules: Vec<_> = std::fs::read_dir("/sys/kernel/btf")
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    modules.retain(|p| !p.ends_with("vmlinux"));
+    modules.sort();
+    if modules.is_empty() {
+        eprintln!("SKIPPED: no module BTF under /sys/kernel/btf (no modules loaded)");
+        return;
+    }
+    let eager_base = Btf::parse(&base).unwrap();
+    let lazy_base = std::sync::Arc::new(lazy(&base).unwrap());
+    // A few modules are enough; each compares every one of its own types and a few base ones.
+    for path in modules.iter().take(4) {
+        let data = std::fs::read(path).unwrap();
+        let eager = Btf::parse_split(&data, &eager_base).unwrap();
+        let l = LazyBtf::new_split(Bytes::Owned(data), lazy_base.clone()).unwrap();
+        let first = eager_base.types_len();
+        assert_same_ids(&eager, &l, (first..eager.types_len() + 1).chain(1..50));
+        for id in (first..eager.types_len()).step_by(7) {
+            let n = essential_name(eager.name_of(id).unwrap());
+            let want: Vec<u32> = NameIndex::build_from(&eager, first).ids(&eager, n);
+            assert_eq!(l.ids_named(n), want, "{}: {n}", path.display());
+        }
+    }
 }
 
 #[test]
