@@ -2,7 +2,8 @@
 //! target kernel's BTF, as libbpf does (relo_core.c and cilium btf/core.go were read for the
 //! facts; this is our own implementation).
 //!
-//! - [`target`]: the kernel's BTF (or `--btf PATH`, or none), parsed lazily and indexed once.
+//! - [`target`]: the kernel's BTF (or `--btf PATH`, or none), read lazily (`btf::lazy`): types are
+//!   decoded when a relocation reaches them; the engine reads them through `btf::BtfView`.
 //! - [`spec`]: access strings -> local specs, and matching them by name in candidate types.
 //! - [`compat`]: type compatibility rules.
 //! - [`calc`]: values of each kind, and patching ALU / LDX / ST / STX / ld_imm64 instructions.
