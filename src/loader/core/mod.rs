@@ -251,6 +251,17 @@ fn relocate_one(
                 name.push_str(&format!(" (module {m})"));
             }
             o.candidates.push(name);
+            // Decoding checks the candidate's names and references (the target BTF is read
+            // lazily, so a corrupt `--btf FILE` shows here, by type id, not as a silent miss).
+            if let Err(e) = c.btf().type_at(c.id) {
+                return Err(fail(
+                    &o,
+                    format!(
+                        "candidate [{}] in the target BTF ({}) is malformed: {e}",
+                        c.id, target.origin
+                    ),
+                ));
+            }
             let Some(tspec) = spec::match_target(&lspec, local, kind, c.btf(), c.id)
                 .map_err(|e| fail(&o, format!("candidate [{}]: {e}", c.id)))?
             else {

@@ -59,6 +59,21 @@ pub(super) fn skip_mods(btf: &dyn BtfView, id: u32) -> Option<(u32, Cow<'_, BtfT
     Some((r, btf.type_at(r).ok()?))
 }
 
+/// Like [`skip_mods`] for the target side of a match: a malformed type or a modifier cycle is an
+/// error naming it (a corrupt target BTF, e.g. a hostile `--btf FILE`), not a candidate that
+/// silently does not match. Void is `Ok(None)`.
+pub(super) fn skip_mods_checked(
+    btf: &dyn BtfView,
+    id: u32,
+) -> Result<Option<(u32, Cow<'_, BtfType>)>, SpecError> {
+    let bad = |e: crate::loader::btf::BtfError| format!("the target BTF is malformed: {e}");
+    let r = btf.resolve(id).map_err(bad)?;
+    if r == 0 {
+        return Ok(None);
+    }
+    btf.type_at(r).map(|t| Some((r, t))).map_err(bad)
+}
+
 /// Member `idx` of composite `id` (a copy: the record may be decoded on demand).
 pub(super) fn member_of(btf: &dyn BtfView, id: u32, idx: u32) -> Option<Member> {
     let t = btf.type_at(id).ok()?;
@@ -214,7 +229,7 @@ fn match_member(
         return Err("anonymous members nest too deep in the target".into());
     }
     let lm = member_of(lbtf, local.type_id, local.idx).ok_or("local member vanished")?;
-    let Some((tid, tt)) = skip_mods(tbtf, targ_id) else {
+    let Some((tid, tt)) = skip_mods_checked(tbtf, targ_id)? else {
         return Ok(None);
     };
     let Some(tms) = members(&tt) else {
@@ -276,7 +291,7 @@ pub fn match_target(
         return Err("empty local spec".into());
     };
     if kind.is_enumval() {
-        let Some((_, tt)) = skip_mods(tbtf, targ_id) else {
+        let Some((_, tt)) = skip_mods_checked(tbtf, targ_id)? else {
             return Ok(None);
         };
         let Some(vals) = enum_values(&tt) else {
@@ -313,12 +328,14 @@ pub fn match_target(
                 None => return Ok(None),
             }
         } else {
-            let Some((elem_type, nelems)) = skip_mods(tbtf, tid).and_then(|(_, t)| match *t {
-                BtfType::Array {
-                    elem_type, nelems, ..
-                } => Some((elem_type, nelems)),
-                _ => None,
-            }) else {
+            let Some((elem_type, nelems)) =
+                skip_mods_checked(tbtf, tid)?.and_then(|(_, t)| match *t {
+                    BtfType::Array {
+                        elem_type, nelems, ..
+                    } => Some((elem_type, nelems)),
+                    _ => None,
+                })
+            else {
                 return Ok(None);
             };
             let flex = is_flex_arr(tbtf, t.spec.last(), nelems);
