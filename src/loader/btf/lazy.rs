@@ -28,7 +28,9 @@ use super::{BtfError, BtfKind, BtfType};
 
 /// The bytes of a lazy BTF: read into memory, or a read-only mapping of the kernel's BTF.
 pub enum Bytes {
+    /// Read into memory (`--btf FILE`, module BTF, kernels before 6.16, tests).
     Owned(Vec<u8>),
+    /// A private read-only mapping of `/sys/kernel/btf/vmlinux` ([`Bytes::map_kernel_btf`]).
     Mapped(memmap2::Mmap),
 }
 
