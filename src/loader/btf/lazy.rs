@@ -30,7 +30,8 @@ use super::{BtfError, BtfKind, BtfType};
 pub enum Bytes {
     /// Read into memory (`--btf FILE`, module BTF, kernels before 6.16, tests).
     Owned(Vec<u8>),
-    /// A private read-only mapping of `/sys/kernel/btf/vmlinux` ([`Bytes::map_kernel_btf`]).
+    /// A read-only mapping: of `/sys/kernel/btf/vmlinux` itself ([`Bytes::map_kernel_btf`]), or
+    /// of memory the kernel's BTF was copied into (`core::kernel_btf`).
     Mapped(memmap2::Mmap),
 }
 
@@ -173,7 +174,7 @@ impl LazyBtf {
         self.first_id
     }
 
-    /// Whether the bytes are a mapping of the kernel's BTF (not a copy).
+    /// Whether the bytes are a read-only mapping (not a `Vec`).
     pub fn is_mapped(&self) -> bool {
         matches!(self.bytes, Bytes::Mapped(_))
     }

@@ -14,6 +14,7 @@
 pub mod calc;
 pub mod compat;
 pub mod hook;
+pub mod kernel_btf;
 pub mod kind;
 pub mod spec;
 pub mod target;

@@ -161,7 +161,8 @@ impl TargetBtf {
     }
 
     /// The target for `source`. The kernel's is opened once per process and shared: mapped
-    /// read-only where the kernel allows it (6.16+), read otherwise.
+    /// read-only where the kernel allows it (6.16+), else copied from the kernel's BTF object,
+    /// else read (`core::kernel_btf`).
     /// `Ok(None)` for [`BtfSource::None`].
     pub fn load(source: &BtfSource) -> Result<Option<Arc<TargetBtf>>, CoreError> {
         match source {
@@ -174,10 +175,14 @@ impl TargetBtf {
                 static KERNEL: OnceLock<Result<Arc<TargetBtf>, String>> = OnceLock::new();
                 let r = KERNEL.get_or_init(|| {
                     let path = Path::new(VMLINUX_BTF);
-                    let bytes = match Bytes::map_kernel_btf(path) {
-                        Some(b) => b,
-                        None => Bytes::Owned(read(path).map_err(|e| e.to_string())?),
-                    };
+                    // Mapped (6.16+), else copied from the kernel's BTF object (5.11+), else
+                    // read (see `core::kernel_btf`).
+                    let bytes = super::kernel_btf::kernel_btf_bytes(path)
+                        .map_err(|err| CoreError::TargetRead {
+                            path: VMLINUX_BTF.to_string(),
+                            err,
+                        })
+                        .map_err(|e| e.to_string())?;
                     let mut t =
                         TargetBtf::from_lazy(VMLINUX_BTF, bytes).map_err(|e| e.to_string())?;
                     t.modules_dir = path.parent().map(Path::to_path_buf);
@@ -189,11 +194,6 @@ impl TargetBtf {
                 }
             }
         }
-    }
-
-    /// Whether the base BTF is a read-only mapping of the kernel's (not a copy).
-    pub fn is_mapped(&self) -> bool {
-        matches!(&self.base.types, TargetTypes::Lazy(l) if l.is_mapped())
     }
 
     /// Types of kind `kind` (ENUM and ENUM64 count as one) whose essential name is `essential`,

@@ -520,7 +520,7 @@ fn corrupt_target_btf_is_an_error_naming_the_candidate() {
         }],
     });
     let t = target(k);
-    let err = run(&l, &mut [ldx(0, 4)], &[r.clone()], &t).unwrap_err();
+    let err = run(&l, &mut [ldx(0, 4)], &[r], &t).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("candidate [2]") && msg.contains("malformed") && msg.contains("99999"),
