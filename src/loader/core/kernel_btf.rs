@@ -52,12 +52,18 @@ pub fn from_btf_object() -> Option<Bytes> {
         let Ok(fd) = bpf::btf_get_fd_by_id(id) else {
             continue;
         };
-        let mut name = [0u8; 16];
+        // Room for any module name (MODULE_NAME_LEN is 56): a shorter buffer is ENOSPC.
+        let mut name = [0u8; 64];
         let mut info = [0u8; 32];
         put(&mut info, 16, &(name.as_mut_ptr() as u64).to_ne_bytes());
         put(&mut info, 24, &(name.len() as u32).to_ne_bytes());
-        // Kernels without the name and kernel_btf fields write less: vmlinux cannot be told apart.
-        if (bpf::obj_get_info(fd.as_fd(), &mut info).ok()? as usize) < info.len() {
+        let written = match bpf::obj_get_info(fd.as_fd(), &mut info) {
+            Ok(n) => n as usize,
+            // Kernels without the name field (5.10) refuse the non-zero tail: no way to tell.
+            Err(e) if e.raw_os_error() == Some(libc::E2BIG) => return None,
+            Err(_) => continue,
+        };
+        if written < info.len() {
             return None;
         }
         if get32(&info, 28) == 0 || !name.starts_with(b"vmlinux\0") {
