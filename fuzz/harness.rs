@@ -79,9 +79,42 @@ pub fn btf_end(data: &[u8]) -> Option<usize> {
     usize::try_from(hdr + types_end.max(strings_end)).ok()
 }
 
+/// The lazy view CO-RE reads target BTF through (`LazyBtf`) on the same bytes: whatever it opens
+/// must answer every id without panicking, and where the eager parse accepts the blob (every type
+/// checked up front), the same as the eager parse for every id.
+pub fn lazy_agrees(data: &[u8]) {
+    use rawsnoop::loader::btf::{lazy::Bytes, BtfView, LazyBtf};
+    let Ok(lazy) = LazyBtf::new(Bytes::Owned(data.to_vec())) else {
+        return;
+    };
+    let eager = Btf::parse(data).ok();
+    // Bounded like the eager parse: one record per 12 input bytes at most.
+    for id in 0..BtfView::types_len(&lazy).saturating_add(1) {
+        let t = lazy.type_at(id);
+        let (kind, name) = (BtfView::kind_of(&lazy, id), BtfView::name_of(&lazy, id));
+        let (resolved, size) = (BtfView::resolve(&lazy, id), BtfView::size_of(&lazy, id));
+        if let Err(e) = &t {
+            check_message("LazyBtf::type_at", &e.to_string());
+        }
+        if let Some(e) = &eager {
+            let same = match (e.type_by_id(id), &t) {
+                (Ok(a), Ok(b)) => format!("{a:?}") == format!("{:?}", b.as_ref()),
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            assert!(same, "lazy and eager decode type [{id}] differently");
+            assert_eq!(e.kind_of(id).ok(), kind.ok(), "kind of [{id}]");
+            assert_eq!(e.name_of(id).ok(), name.ok(), "name of [{id}]");
+            assert_eq!(e.resolve(id).ok(), resolved.ok(), "resolve [{id}]");
+            assert_eq!(e.size_of(id).ok(), size.ok(), "size of [{id}]");
+        }
+    }
+}
+
 /// `parse_btf`: bytes -> `Btf::parse`, then `format_all`, a `to_bytes` round trip, `sanitize` for a
 /// kernel with no optional features, and `BtfExt::parse` on whatever follows the BTF blob.
 pub fn parse_btf(data: &[u8]) -> Outcome {
+    lazy_agrees(data);
     let btf = match Btf::parse(data) {
         Ok(btf) => btf,
         Err(e) => {
@@ -168,16 +201,19 @@ pub fn core_relo(data: &[u8]) -> Outcome {
         return Ok(());
     };
     let target = TargetBtf::from_btf("fuzz-target", local.clone());
+    // The same BTF through the lazy view the kernel's BTF is read with: same outcome per record.
+    let lazy = TargetBtf::from_bytes("fuzz-target", &local.to_bytes()).ok();
     for p in &spec.programs {
         let mut insns = p.insns.clone();
-        for r in relocate_each(
+        let eager: Vec<_> = relocate_each(
             &p.name,
             &mut insns,
             &p.core_relos,
             local,
             &p.line_info,
             Some(&target),
-        ) {
+        );
+        for r in &eager {
             if let Err(e) = r {
                 check_message("CO-RE relocation", &e.to_string());
             }
@@ -187,6 +223,32 @@ pub fn core_relo(data: &[u8]) -> Outcome {
             p.insns.len(),
             "relocation changed the program length"
         );
+        if let Some(lazy) = &lazy {
+            let mut lazy_insns = p.insns.clone();
+            let other = relocate_each(
+                &p.name,
+                &mut lazy_insns,
+                &p.core_relos,
+                local,
+                &p.line_info,
+                Some(lazy),
+            );
+            assert!(
+                lazy_insns == insns,
+                "lazy and eager targets patch differently"
+            );
+            for (a, b) in eager.iter().zip(&other) {
+                match (a, b) {
+                    (Ok(a), Ok(b)) => assert_eq!(
+                        (a.new, a.poisoned, &a.chosen),
+                        (b.new, b.poisoned, &b.chosen),
+                        "lazy and eager targets resolve differently"
+                    ),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                    _ => panic!("lazy and eager targets disagree: {a:?} vs {b:?}"),
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -339,3 +339,34 @@ fn module_types_resolve_from_split_module_btf() {
         ]
     );
 }
+
+/// The kernel's vmlinux BTF by each way `core::kernel_btf` knows, byte for byte the sysfs file:
+/// the whole chain, and the copy out of the kernel's BTF object (Linux 5.11+ name it "vmlinux").
+#[test]
+fn kernel_btf_by_every_path_equals_the_sysfs_file() {
+    use rawsnoop::loader::core::kernel_btf;
+    use rawsnoop::sys::kernel::KernelVersion;
+    let path = Path::new("/sys/kernel/btf/vmlinux");
+    if !path.exists() || !bpf_allowed("kernel_btf_by_every_path_equals_the_sysfs_file") {
+        println!("no kernel BTF here");
+        return;
+    }
+    let file = std::fs::read(path).unwrap();
+    let chain = kernel_btf::kernel_btf_bytes(path).unwrap();
+    assert!(*chain == file[..], "kernel_btf_bytes differs from the file");
+    let read = kernel_btf::read_populated(path).unwrap();
+    assert!(*read == file[..], "read_populated differs from the file");
+    // 5.11+ give vmlinux BTF an id and the name "vmlinux"; before, it cannot be found (and the
+    // chain above read the file instead).
+    let copied = kernel_btf::from_btf_object();
+    match rawsnoop::sys::kernel::version() {
+        Some(v) if v < KernelVersion(5, 11, 0) => assert!(copied.is_none()),
+        v => {
+            let copied = copied.unwrap_or_else(|| panic!("kernel {v:?} names its vmlinux BTF"));
+            assert!(
+                *copied == file[..],
+                "the BTF object's bytes differ from the file"
+            );
+        }
+    }
+}

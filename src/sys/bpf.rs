@@ -14,6 +14,8 @@ const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
 const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 const BPF_BTF_LOAD: u32 = 18;
+const BPF_BTF_GET_FD_BY_ID: u32 = 19;
+const BPF_BTF_GET_NEXT_ID: u32 = 23;
 const BPF_MAP_FREEZE: u32 = 22;
 const BPF_LINK_CREATE: u32 = 28;
 const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
@@ -466,6 +468,35 @@ pub fn obj_get_info(fd: BorrowedFd<'_>, info: &mut [u8]) -> io::Result<u32> {
     Ok(attr.info_len)
 }
 
+/// The `union bpf_attr` member of `BPF_*_GET_NEXT_ID` and `BPF_*_GET_FD_BY_ID`.
+#[repr(C)]
+#[derive(Default)]
+struct GetIdAttr {
+    /// start_id (GET_NEXT_ID) or the object id (GET_FD_BY_ID).
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `BPF_BTF_GET_NEXT_ID`: the id of the first BTF object after `start` (ENOENT past the last).
+pub fn btf_get_next_id(start: u32) -> io::Result<u32> {
+    let mut attr = GetIdAttr {
+        id: start,
+        ..Default::default()
+    };
+    sys_bpf(BPF_BTF_GET_NEXT_ID, &mut attr)?;
+    Ok(attr.next_id)
+}
+
+/// `BPF_BTF_GET_FD_BY_ID`: a file descriptor for BTF object `id` (needs CAP_SYS_ADMIN).
+pub fn btf_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetIdAttr {
+        id,
+        ..Default::default()
+    };
+    sys_bpf(BPF_BTF_GET_FD_BY_ID, &mut attr).map(fd_from_ret)
+}
+
 /// `bpf_prog_info.recursion_misses`: how often the kernel skipped the program because a BPF
 /// program was already running on that CPU (Linux >= 5.12; `None` before).
 pub fn prog_recursion_misses(prog: BorrowedFd<'_>) -> io::Result<Option<u64>> {
@@ -527,6 +558,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 32);
         assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 48);
         assert_eq!(std::mem::size_of::<BtfLoadAttr>(), 32);
+        assert_eq!(std::mem::size_of::<GetIdAttr>(), 12);
     }
 
     #[test]

@@ -25,4 +25,6 @@ run "rawsnoop, no CO-RE ($plain)" target/release/examples/load_time "$plain"
 run "libbpf,   no CO-RE ($plain)" "$tmp/libbpf_load_time" "$plain"
 run "rawsnoop, CO-RE ($core)" target/release/examples/load_time "$core"
 run "libbpf,   CO-RE ($core)" "$tmp/libbpf_load_time" "$core"
+# The same BTF given as a file (`--btf`) is read() into memory, never mapped.
+run "rawsnoop, CO-RE, --btf FILE (read, not mapped)" target/release/examples/load_time "$core" --btf /sys/kernel/btf/vmlinux
 run "rawsnoop, CO-RE --btf none (tracefs)" target/release/examples/load_time "$core" --btf none

@@ -1,5 +1,7 @@
 //! Type lookup by essential name (the name with any `___flavour` suffix cut off, as CO-RE
-//! compares names), for CO-RE candidates and attach targets (`btf_trace_<tp>`).
+//! compares names), for CO-RE candidates and attach targets (`btf_trace_<tp>`) in a parsed
+//! [`Btf`] (target BTF built from tracefs formats; the kernel's and `--btf` files go through
+//! [`LazyBtf::ids_named`](super::LazyBtf::ids_named) instead).
 //!
 //! Lazy, like libbpf's candidate cache: nothing is built up front (hashing 130k vmlinux names
 //! cost more than parsing the BTF); the first lookup of a name scans the types once comparing
@@ -29,7 +31,7 @@ pub struct NameIndex {
 }
 
 /// Whether the NUL-terminated name at `off` has essential name `want`.
-fn essential_is(strings: &[u8], off: u32, want: &[u8]) -> bool {
+pub(super) fn essential_is(strings: &[u8], off: u32, want: &[u8]) -> bool {
     let Some(rest) = strings.get(off as usize..) else {
         return false;
     };

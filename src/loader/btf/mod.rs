@@ -7,7 +7,8 @@
 //!
 //! Layout: [`types`] (model), `parse`/`encode` (bytes), `query` (resolve/size/lookup), [`format`](mod@format)
 //! (printing), [`fixup`] (DATASEC sizes/offsets), [`sanitize`](mod@sanitize) (feature fallbacks + probe blobs),
-//! [`ext`] (.BTF.ext).
+//! [`ext`] (.BTF.ext), [`lazy`] (target BTF decoded on demand) and [`view`] (what CO-RE reads, over
+//! either).
 
 pub mod dump_c;
 mod encode;
@@ -16,14 +17,18 @@ pub mod ext;
 pub mod fixup;
 pub mod format;
 pub mod index;
+pub mod lazy;
 mod parse;
 mod query;
 pub mod sanitize;
 mod split;
 pub mod types;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lazy;
 #[cfg(test)]
 mod tests_more;
 #[cfg(test)]
@@ -35,9 +40,11 @@ pub use error::BtfError;
 pub use ext::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 pub use fixup::fixup_datasecs;
 pub use index::{essential_name, NameIndex};
+pub use lazy::LazyBtf;
 pub use query::PTR_SIZE;
 pub use sanitize::{probe_blob, sanitize, BtfFeatureKind, BtfFeatures};
 pub use types::{BtfKind, BtfType, EnumValue, Member, Param, VarSecinfo};
+pub use view::BtfView;
 
 /// The BTF (and .BTF.ext) magic number.
 pub const BTF_MAGIC: u16 = 0xEB9F;

@@ -192,8 +192,24 @@ pub(super) fn parse_types(r: Reader<'_>) -> Result<(Vec<BtfType>, Vec<u32>), Btf
     Ok((types, tag_kflags))
 }
 
+/// Length in bytes of a record of `kind` with `vlen` (the 12-byte header plus kind-specific data).
+pub(super) fn record_len(kind: BtfKind, vlen: usize) -> usize {
+    TYPE_HEADER_LEN
+        + match kind {
+            BtfKind::Int | BtfKind::Var | BtfKind::DeclTag => 4,
+            BtfKind::Array => 12,
+            BtfKind::Struct | BtfKind::Union | BtfKind::Enum64 | BtfKind::Datasec => 12 * vlen,
+            BtfKind::Enum | BtfKind::FuncProto => 8 * vlen,
+            _ => 0,
+        }
+}
+
 /// Decodes the record at `pos`; returns it, its length in bytes and its kind_flag.
-fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize, bool), BtfError> {
+pub(super) fn parse_one(
+    r: Reader<'_>,
+    pos: usize,
+    id: u32,
+) -> Result<(BtfType, usize, bool), BtfError> {
     let have = r.data.len() - pos;
     let truncated = |need| BtfError::Truncated {
         id,
@@ -221,15 +237,7 @@ fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize, bool
         offset: pos,
         reason: format!("{} {}", kind.name(), reason),
     };
-    // Bytes of kind-specific data after the 12-byte header.
-    let extra = match kind {
-        BtfKind::Int | BtfKind::Var | BtfKind::DeclTag => 4,
-        BtfKind::Array => 12,
-        BtfKind::Struct | BtfKind::Union | BtfKind::Enum64 | BtfKind::Datasec => 12 * vlen,
-        BtfKind::Enum | BtfKind::FuncProto => 8 * vlen,
-        _ => 0,
-    };
-    let len = TYPE_HEADER_LEN + extra;
+    let len = record_len(kind, vlen);
     if len > have {
         return Err(truncated(len));
     }
@@ -405,29 +413,37 @@ fn parse_one(r: Reader<'_>, pos: usize, id: u32) -> Result<(BtfType, usize, bool
 pub(super) fn check_refs(types: &[BtfType], str_len: u32, skip: usize) -> Result<(), BtfError> {
     let types_len = (types.len() as u32).saturating_add(1);
     for (i, t) in types.iter().enumerate().skip(skip) {
-        let id = i as u32 + 1;
-        let mut err = None;
-        t.for_each_name_off(|off| {
-            if off >= str_len && err.is_none() {
-                err = Some(BtfError::StringOutOfRange {
-                    off,
-                    len: str_len,
-                    referrer: Some(id),
-                });
-            }
-        });
-        t.for_each_type_ref(|r| {
-            if r >= types_len && err.is_none() {
-                err = Some(BtfError::TypeIdOutOfRange {
-                    id: r,
-                    len: types_len,
-                    referrer: Some(id),
-                });
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
+        check_type_refs(t, i as u32 + 1, str_len, types_len)?;
     }
     Ok(())
+}
+
+/// Checks the string offsets and type ids of one type `id` against a string section of `str_len`
+/// bytes and `types_len` type ids (void included).
+pub(super) fn check_type_refs(
+    t: &BtfType,
+    id: u32,
+    str_len: u32,
+    types_len: u32,
+) -> Result<(), BtfError> {
+    let mut err = None;
+    t.for_each_name_off(|off| {
+        if off >= str_len && err.is_none() {
+            err = Some(BtfError::StringOutOfRange {
+                off,
+                len: str_len,
+                referrer: Some(id),
+            });
+        }
+    });
+    t.for_each_type_ref(|r| {
+        if r >= types_len && err.is_none() {
+            err = Some(BtfError::TypeIdOutOfRange {
+                id: r,
+                len: types_len,
+                referrer: Some(id),
+            });
+        }
+    });
+    err.map_or(Ok(()), Err)
 }

@@ -3,11 +3,11 @@
 //! reimplemented).
 
 use crate::loader::btf::types::BTF_INT_SIGNED;
-use crate::loader::btf::{Btf, BtfType};
+use crate::loader::btf::{BtfType, BtfView};
 use crate::loader::spec::Insn;
 
 use super::kind::CoreKind;
-use super::spec::{enum_values, members, skip_mods, Spec};
+use super::spec::{enum_values, member_of, skip_mods, Spec};
 
 /// The helper id libbpf calls in a poisoned instruction (0xbad2310, "bad relo"); the verifier
 /// rejects it as an unknown function if the instruction is reachable.
@@ -38,7 +38,7 @@ pub struct Resolution {
 /// `Err` is a malformed object; `Ok(None)` asks for poisoning.
 pub fn value(
     kind: CoreKind,
-    btf: &Btf,
+    btf: &dyn BtfView,
     spec: Option<&Spec>,
     validate: &mut bool,
 ) -> Result<Option<Value>, String> {
@@ -76,8 +76,7 @@ pub fn value(
             (_, Some(spec)) => {
                 let acc = spec.spec.first().ok_or("empty enum spec")?;
                 let v = skip_mods(btf, acc.type_id)
-                    .and_then(|(_, t)| enum_values(t))
-                    .and_then(|v| v.get(acc.idx as usize))
+                    .and_then(|(_, t)| enum_values(&t)?.get(acc.idx as usize).cloned())
                     .ok_or("enumerator vanished")?;
                 Ok(Some(Value {
                     val: v.value as u64,
@@ -90,7 +89,7 @@ pub fn value(
 
 fn field_value(
     kind: CoreKind,
-    btf: &Btf,
+    btf: &dyn BtfView,
     spec: Option<&Spec>,
     validate: &mut bool,
 ) -> Result<Option<Value>, String> {
@@ -126,12 +125,7 @@ fn field_value(
             _ => Err(format!("{kind} cannot be applied to an array element")),
         };
     }
-    let m = btf
-        .type_by_id(acc.type_id)
-        .ok()
-        .and_then(members)
-        .and_then(|m| m.get(acc.idx as usize))
-        .ok_or("member vanished")?;
+    let m = member_of(btf, acc.type_id, acc.idx).ok_or("member vanished")?;
     let field_type_id = btf.resolve(m.type_id).map_err(|e| e.to_string())?;
     let mt = skip_mods(btf, m.type_id).map(|(_, t)| t);
     let bit_off = spec.bit_offset;
@@ -169,7 +163,7 @@ fn field_value(
         CoreKind::FieldByteSize => byte_sz,
         CoreKind::FieldSigned => {
             *validate = true;
-            u64::from(match mt {
+            u64::from(match mt.as_deref() {
                 Some(BtfType::Int { encoding, .. }) => encoding & BTF_INT_SIGNED != 0,
                 Some(BtfType::Enum { signed, .. } | BtfType::Enum64 { signed, .. }) => *signed,
                 _ => false,
@@ -192,14 +186,14 @@ fn field_value(
 
 /// Whether a size change between `orig` and `new` is safe for loads/stores (pointers, or unsigned
 /// integers on both sides: zero extension keeps the value).
-pub fn memsz_adjust_ok(lbtf: &Btf, orig: &Value, tbtf: &Btf, new: &Value) -> bool {
+pub fn memsz_adjust_ok(lbtf: &dyn BtfView, orig: &Value, tbtf: &dyn BtfView, new: &Value) -> bool {
     if orig.size == new.size {
         return true;
     }
-    let (Ok(o), Ok(n)) = (lbtf.type_by_id(orig.type_id), tbtf.type_by_id(new.type_id)) else {
+    let (Ok(o), Ok(n)) = (lbtf.type_at(orig.type_id), tbtf.type_at(new.type_id)) else {
         return false;
     };
-    match (o, n) {
+    match (o.as_ref(), n.as_ref()) {
         (BtfType::Ptr { .. }, BtfType::Ptr { .. }) => true,
         (BtfType::Int { encoding: a, .. }, BtfType::Int { encoding: b, .. }) => {
             a & BTF_INT_SIGNED == 0 && b & BTF_INT_SIGNED == 0

@@ -2,7 +2,7 @@
 //! relo_core.c `bpf_core_fields_are_compat`, `__bpf_core_types_are_compat`,
 //! `__bpf_core_types_match`, reimplemented). All walks are depth-bounded.
 
-use crate::loader::btf::{essential_name, Btf, BtfKind, BtfType, MAX_RESOLVE_DEPTH};
+use crate::loader::btf::{essential_name, BtfKind, BtfType, BtfView, MAX_RESOLVE_DEPTH};
 
 use super::spec::{enum_values, members, skip_mods};
 
@@ -27,7 +27,7 @@ fn int_offset(t: &BtfType) -> u8 {
 
 /// Essential names equal (an anonymous side matches anything, as libbpf's `bpf_core_names_match`
 /// is only asked about named types).
-fn names_match(lb: &Btf, loff: u32, tb: &Btf, toff: u32) -> bool {
+fn names_match(lb: &dyn BtfView, loff: u32, tb: &dyn BtfView, toff: u32) -> bool {
     let l = lb.string_at(loff).unwrap_or("");
     let t = tb.string_at(toff).unwrap_or("");
     if l.is_empty() || t.is_empty() {
@@ -37,11 +37,11 @@ fn names_match(lb: &Btf, loff: u32, tb: &Btf, toff: u32) -> bool {
 }
 
 /// Whether a local field of type `lid` can be relocated to a target field of type `tid`.
-pub fn fields_compat(lb: &Btf, lid: u32, tb: &Btf, tid: u32) -> bool {
+pub fn fields_compat(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32) -> bool {
     fields_compat_depth(lb, lid, tb, tid, 0)
 }
 
-fn fields_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool {
+fn fields_compat_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, depth: u32) -> bool {
     if depth > MAX_RESOLVE_DEPTH {
         return false;
     }
@@ -56,12 +56,12 @@ fn fields_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bo
     if !kinds_equal(lk, tk) {
         return false;
     }
-    match (lt, tt) {
+    match (lt.as_ref(), tt.as_ref()) {
         (BtfType::Ptr { .. }, _) | (BtfType::Float { .. }, _) => true,
         (BtfType::Fwd { .. } | BtfType::Enum { .. } | BtfType::Enum64 { .. }, _) => {
             names_match(lb, lt.name_off(), tb, tt.name_off())
         }
-        (BtfType::Int { .. }, _) => int_offset(lt) == 0 && int_offset(tt) == 0,
+        (BtfType::Int { .. }, _) => int_offset(&lt) == 0 && int_offset(&tt) == 0,
         (BtfType::Array { elem_type: le, .. }, BtfType::Array { elem_type: te, .. }) => {
             fields_compat_depth(lb, *le, tb, *te, depth + 1)
         }
@@ -71,11 +71,11 @@ fn fields_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bo
 
 /// Whether local type `lid` and target type `tid` are compatible for type-based relocations
 /// (names were already matched by candidate lookup; this checks kinds recursively).
-pub fn types_compat(lb: &Btf, lid: u32, tb: &Btf, tid: u32) -> bool {
+pub fn types_compat(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32) -> bool {
     types_compat_depth(lb, lid, tb, tid, 0)
 }
 
-fn types_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool {
+fn types_compat_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, depth: u32) -> bool {
     if depth > MAX_RESOLVE_DEPTH {
         return false;
     }
@@ -86,13 +86,13 @@ fn types_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> boo
     if lr == 0 || tr == 0 {
         return lr == 0 && tr == 0;
     }
-    let (Ok(lt), Ok(tt)) = (lb.type_by_id(lr), tb.type_by_id(tr)) else {
+    let (Ok(lt), Ok(tt)) = (lb.type_at(lr), tb.type_at(tr)) else {
         return false;
     };
     if !kinds_equal(lt.kind(), tt.kind()) {
         return false;
     }
-    match (lt, tt) {
+    match (lt.as_ref(), tt.as_ref()) {
         (
             BtfType::Struct { .. }
             | BtfType::Union { .. }
@@ -102,7 +102,7 @@ fn types_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> boo
             | BtfType::Float { .. },
             _,
         ) => true,
-        (BtfType::Int { .. }, _) => int_offset(lt) == 0 && int_offset(tt) == 0,
+        (BtfType::Int { .. }, _) => int_offset(&lt) == 0 && int_offset(&tt) == 0,
         (BtfType::Ptr { type_id: l }, BtfType::Ptr { type_id: t }) => {
             types_compat_depth(lb, *l, tb, *t, depth + 1)
         }
@@ -133,11 +133,11 @@ fn types_compat_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> boo
 /// `bpf_core_type_matches()`: stricter than compat. Composites: every local member exists by name in
 /// the target with a matching type; enums: every local enumerator exists; ints: same size and
 /// signedness; pointers: pointees match (by name for named pointees).
-pub fn types_match(lb: &Btf, lid: u32, tb: &Btf, tid: u32) -> bool {
+pub fn types_match(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32) -> bool {
     types_match_depth(lb, lid, tb, tid, 0)
 }
 
-fn types_match_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool {
+fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, depth: u32) -> bool {
     if depth > MAX_RESOLVE_DEPTH {
         return false;
     }
@@ -147,7 +147,7 @@ fn types_match_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool
     if lr == 0 || tr == 0 {
         return lr == 0 && tr == 0;
     }
-    let (Ok(lt), Ok(tt)) = (lb.type_by_id(lr), tb.type_by_id(tr)) else {
+    let (Ok(lt), Ok(tt)) = (lb.type_at(lr), tb.type_at(tr)) else {
         return false;
     };
     if !names_match(lb, lt.name_off(), tb, tt.name_off()) {
@@ -161,14 +161,14 @@ fn types_match_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool
     if !kinds_equal(lk, tk) {
         return false;
     }
-    if let (Some(lv), Some(tv)) = (enum_values(lt), enum_values(tt)) {
+    if let (Some(lv), Some(tv)) = (enum_values(&lt), enum_values(&tt)) {
         return lv.iter().all(|l| {
             let ln = essential_name(lb.string_at(l.name_off).unwrap_or(""));
             tv.iter()
                 .any(|t| essential_name(tb.string_at(t.name_off).unwrap_or("")) == ln)
         });
     }
-    if let (Some(lm), Some(tm)) = (members(lt), members(tt)) {
+    if let (Some(lm), Some(tm)) = (members(&lt), members(&tt)) {
         return lm.iter().all(|l| {
             let ln = lb.string_at(l.name_off).unwrap_or("");
             tm.iter().any(|t| {
@@ -178,7 +178,7 @@ fn types_match_depth(lb: &Btf, lid: u32, tb: &Btf, tid: u32, depth: u32) -> bool
             })
         });
     }
-    match (lt, tt) {
+    match (lt.as_ref(), tt.as_ref()) {
         (
             BtfType::Int {
                 size: ls,

@@ -2,7 +2,8 @@
 //! target kernel's BTF, as libbpf does (relo_core.c and cilium btf/core.go were read for the
 //! facts; this is our own implementation).
 //!
-//! - [`target`]: the kernel's BTF (or `--btf PATH`, or none), parsed lazily and indexed once.
+//! - [`target`]: the kernel's BTF (or `--btf PATH`, or none), read lazily (`btf::lazy`): types are
+//!   decoded when a relocation reaches them; the engine reads them through `btf::BtfView`.
 //! - [`spec`]: access strings -> local specs, and matching them by name in candidate types.
 //! - [`compat`]: type compatibility rules.
 //! - [`calc`]: values of each kind, and patching ALU / LDX / ST / STX / ld_imm64 instructions.
@@ -13,6 +14,7 @@
 pub mod calc;
 pub mod compat;
 pub mod hook;
+pub mod kernel_btf;
 pub mod kind;
 pub mod spec;
 pub mod target;
@@ -250,6 +252,17 @@ fn relocate_one(
                 name.push_str(&format!(" (module {m})"));
             }
             o.candidates.push(name);
+            // Decoding checks the candidate's names and references (the target BTF is read
+            // lazily, so a corrupt `--btf FILE` shows here, by type id, not as a silent miss).
+            if let Err(e) = c.btf().type_at(c.id) {
+                return Err(fail(
+                    &o,
+                    format!(
+                        "candidate [{}] in the target BTF ({}) is malformed: {e}",
+                        c.id, target.origin
+                    ),
+                ));
+            }
             let Some(tspec) = spec::match_target(&lspec, local, kind, c.btf(), c.id)
                 .map_err(|e| fail(&o, format!("candidate [{}]: {e}", c.id)))?
             else {
@@ -337,13 +350,14 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
     }
     if kind.is_enumval() {
         let have = spec::skip_mods(c.btf(), c.id)
-            .and_then(|(_, t)| spec::enum_values(t))
-            .map(|v| {
-                v.iter()
-                    .take(40)
-                    .map(|e| c.btf().string_at(e.name_off).unwrap_or("?"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            .and_then(|(_, t)| {
+                spec::enum_values(&t).map(|v| {
+                    v.iter()
+                        .take(40)
+                        .map(|e| c.btf().string_at(e.name_off).unwrap_or("?"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
             })
             .unwrap_or_default();
         let want = lspec
@@ -369,12 +383,7 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
         let next = if k == 1 {
             Some(c.id)
         } else if last.name.is_some() {
-            c.btf()
-                .type_by_id(last.type_id)
-                .ok()
-                .and_then(spec::members)
-                .and_then(|m| m.get(last.idx as usize))
-                .map(|m| m.type_id)
+            spec::member_of(c.btf(), last.type_id, last.idx).map(|m| m.type_id)
         } else {
             Some(last.type_id)
         };
@@ -382,7 +391,7 @@ fn explain_miss(local: &Btf, lspec: &Spec, kind: CoreKind, cands: &[Cand], origi
         let (tname, have) = match at {
             Some((id, tt)) => (
                 c.btf().name_of(id).unwrap_or("").to_string(),
-                spec::members(tt)
+                spec::members(&tt)
                     .map(|ms| {
                         let names: Vec<&str> = ms
                             .iter()

@@ -2,7 +2,9 @@
 //! side found by walking the same path through a candidate type by member NAMES (libbpf
 //! relo_core.c `bpf_core_parse_spec` / `bpf_core_spec_match`, reimplemented).
 
-use crate::loader::btf::{essential_name, Btf, BtfType, EnumValue, Member, MAX_RESOLVE_DEPTH};
+use std::borrow::Cow;
+
+use crate::loader::btf::{essential_name, BtfType, BtfView, EnumValue, Member, MAX_RESOLVE_DEPTH};
 
 use super::compat::{fields_compat, types_compat, types_match};
 use super::kind::CoreKind;
@@ -49,33 +51,53 @@ pub(super) fn enum_values(t: &BtfType) -> Option<&[EnumValue]> {
 }
 
 /// Skips typedefs and modifiers: (resolved id, its record). Void and errors are `None`.
-pub(super) fn skip_mods(btf: &Btf, id: u32) -> Option<(u32, &BtfType)> {
+pub(super) fn skip_mods(btf: &dyn BtfView, id: u32) -> Option<(u32, Cow<'_, BtfType>)> {
     let r = btf.resolve(id).ok()?;
     if r == 0 {
         return None;
     }
-    Some((r, btf.type_by_id(r).ok()?))
+    Some((r, btf.type_at(r).ok()?))
 }
 
-fn name_str(btf: &Btf, off: u32) -> &str {
+/// Like [`skip_mods`] for the target side of a match: a malformed type or a modifier cycle is an
+/// error naming it (a corrupt target BTF, e.g. a hostile `--btf FILE`), not a candidate that
+/// silently does not match. Void is `Ok(None)`.
+pub(super) fn skip_mods_checked(
+    btf: &dyn BtfView,
+    id: u32,
+) -> Result<Option<(u32, Cow<'_, BtfType>)>, SpecError> {
+    let bad = |e: crate::loader::btf::BtfError| format!("the target BTF is malformed: {e}");
+    let r = btf.resolve(id).map_err(bad)?;
+    if r == 0 {
+        return Ok(None);
+    }
+    btf.type_at(r).map(|t| Some((r, t))).map_err(bad)
+}
+
+/// Member `idx` of composite `id` (a copy: the record may be decoded on demand).
+pub(super) fn member_of(btf: &dyn BtfView, id: u32, idx: u32) -> Option<Member> {
+    let t = btf.type_at(id).ok()?;
+    members(&t)?.get(idx as usize).cloned()
+}
+
+fn name_str(btf: &dyn BtfView, off: u32) -> &str {
     btf.string_at(off).unwrap_or("")
 }
 
 /// `acc` (the last high-level accessor) is the last member of its struct and `nelems` is 0.
-fn is_flex_arr(btf: &Btf, prev: Option<&Accessor>, nelems: u32) -> bool {
+fn is_flex_arr(btf: &dyn BtfView, prev: Option<&Accessor>, nelems: u32) -> bool {
     let Some(prev) = prev.filter(|a| a.name.is_some()) else {
         return false;
     };
     if nelems > 0 {
         return false;
     }
-    btf.type_by_id(prev.type_id)
+    btf.type_at(prev.type_id)
         .ok()
-        .and_then(members)
-        .is_some_and(|m| prev.idx as usize + 1 == m.len())
+        .is_some_and(|t| members(&t).is_some_and(|m| prev.idx as usize + 1 == m.len()))
 }
 
-fn size_bits(btf: &Btf, id: u32) -> Result<u64, SpecError> {
+fn size_bits(btf: &dyn BtfView, id: u32) -> Result<u64, SpecError> {
     btf.size_of(id)
         .map(|s| u64::from(s) * 8)
         .map_err(|e| format!("type [{id}] has no size: {e}"))
@@ -83,7 +105,7 @@ fn size_bits(btf: &Btf, id: u32) -> Result<u64, SpecError> {
 
 /// Parses `access` ("0:1:2") for a record of `kind` rooted at local type `type_id`.
 pub fn parse_local(
-    btf: &Btf,
+    btf: &dyn BtfView,
     type_id: u32,
     access: &str,
     kind: CoreKind,
@@ -119,7 +141,7 @@ pub fn parse_local(
         return Ok(spec);
     }
     if kind.is_enumval() {
-        let vals = enum_values(root)
+        let vals = enum_values(&root)
             .ok_or_else(|| format!("enum relocation on non-enum type [{type_id}]"))?;
         let [idx] = raw[..] else {
             return Err(format!(
@@ -147,7 +169,7 @@ pub fn parse_local(
     let mut id = type_id;
     for &idx in &raw[1..] {
         let (rid, t) = skip_mods(btf, id).ok_or_else(|| format!("step into void type [{id}]"))?;
-        if let Some(ms) = members(t) {
+        if let Some(ms) = members(&t) {
             let m = ms.get(idx as usize).ok_or_else(|| {
                 format!(
                     "member #{idx} past the {} members of [{rid}] {}",
@@ -167,7 +189,7 @@ pub fn parse_local(
             id = m.type_id;
         } else if let BtfType::Array {
             elem_type, nelems, ..
-        } = t
+        } = t.as_ref()
         {
             let flex = is_flex_arr(btf, spec.spec.last(), *nelems);
             if !flex && idx >= *nelems {
@@ -196,9 +218,9 @@ pub fn parse_local(
 /// Matches local member `local` (accessor into local composite) by name inside target composite
 /// `targ_id`, descending into anonymous members. Ok(Some(next target type)) when found.
 fn match_member(
-    lbtf: &Btf,
+    lbtf: &dyn BtfView,
     local: &Accessor,
-    tbtf: &Btf,
+    tbtf: &dyn BtfView,
     targ_id: u32,
     spec: &mut Spec,
     depth: u32,
@@ -206,16 +228,11 @@ fn match_member(
     if depth > MAX_RESOLVE_DEPTH {
         return Err("anonymous members nest too deep in the target".into());
     }
-    let lm = lbtf
-        .type_by_id(local.type_id)
-        .ok()
-        .and_then(members)
-        .and_then(|m| m.get(local.idx as usize))
-        .ok_or("local member vanished")?;
-    let Some((tid, tt)) = skip_mods(tbtf, targ_id) else {
+    let lm = member_of(lbtf, local.type_id, local.idx).ok_or("local member vanished")?;
+    let Some((tid, tt)) = skip_mods_checked(tbtf, targ_id)? else {
         return Ok(None);
     };
-    let Some(tms) = members(tt) else {
+    let Some(tms) = members(&tt) else {
         return Ok(None);
     };
     let lname = local.name.as_deref().unwrap_or("");
@@ -251,9 +268,9 @@ fn match_member(
 /// Walks `local` through candidate `targ_id` of `tbtf`. Ok(None) when the candidate does not match.
 pub fn match_target(
     local: &Spec,
-    lbtf: &Btf,
+    lbtf: &dyn BtfView,
     kind: CoreKind,
-    tbtf: &Btf,
+    tbtf: &dyn BtfView,
     targ_id: u32,
 ) -> Result<Option<Spec>, SpecError> {
     let mut t = Spec {
@@ -274,10 +291,10 @@ pub fn match_target(
         return Err("empty local spec".into());
     };
     if kind.is_enumval() {
-        let Some((_, tt)) = skip_mods(tbtf, targ_id) else {
+        let Some((_, tt)) = skip_mods_checked(tbtf, targ_id)? else {
             return Ok(None);
         };
-        let Some(vals) = enum_values(tt) else {
+        let Some(vals) = enum_values(&tt) else {
             return Ok(None);
         };
         let lname = essential_name(first.name.as_deref().unwrap_or(""));
@@ -311,16 +328,16 @@ pub fn match_target(
                 None => return Ok(None),
             }
         } else {
-            let Some((
-                _,
-                BtfType::Array {
-                    elem_type, nelems, ..
-                },
-            )) = skip_mods(tbtf, tid)
+            let Some((elem_type, nelems)) =
+                skip_mods_checked(tbtf, tid)?.and_then(|(_, t)| match *t {
+                    BtfType::Array {
+                        elem_type, nelems, ..
+                    } => Some((elem_type, nelems)),
+                    _ => None,
+                })
             else {
                 return Ok(None);
             };
-            let (elem_type, nelems) = (*elem_type, *nelems);
             let flex = is_flex_arr(tbtf, t.spec.last(), nelems);
             if !flex && acc.idx >= nelems {
                 return Ok(None);
@@ -340,7 +357,7 @@ pub fn match_target(
 }
 
 /// `struct task_struct.real_parent.tgid`-style description of a spec ("\[3\]" for array steps).
-pub fn describe(btf: &Btf, spec: &Spec) -> String {
+pub fn describe(btf: &dyn BtfView, spec: &Spec) -> String {
     let root = spec.root_type_id;
     let kind = match skip_mods(btf, root).map(|(_, t)| t.kind()) {
         Some(crate::loader::btf::BtfKind::Struct) => "struct ",

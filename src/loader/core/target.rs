@@ -1,13 +1,16 @@
 //! Target BTF: the running kernel's (`/sys/kernel/btf/vmlinux`, with module BTF from
 //! `/sys/kernel/btf/<module>` split on top), a file given with `--btf PATH`, or none
-//! (`--btf none`). Parsed lazily: nothing is read until an object has CO-RE records or needs an
-//! attach BTF id; the kernel's BTF is parsed and name-indexed once per process.
+//! (`--btf none`). Read lazily: nothing is read until an object has CO-RE records or needs an
+//! attach BTF id. The kernel's BTF (mapped read-only where the kernel allows it) and `--btf` files
+//! are [`LazyBtf`] views: one cheap pass at open, types decoded when a relocation reaches them,
+//! names looked up per distinct name (see `btf::lazy`). The kernel's is opened once per process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::loader::btf::{essential_name, Btf, BtfKind, NameIndex};
+use crate::loader::btf::lazy::Bytes;
+use crate::loader::btf::{essential_name, Btf, BtfKind, BtfView, LazyBtf, NameIndex};
 
 use super::CoreError;
 
@@ -44,13 +47,45 @@ impl BtfSource {
     }
 }
 
+/// The types of one target part: decoded on demand (kernel BTF, files), or a BTF built in memory
+/// (tracefs formats, with `--btf none`).
+#[derive(Debug)]
+pub enum TargetTypes {
+    Lazy(Arc<LazyBtf>),
+    Parsed { btf: Btf, index: NameIndex },
+}
+
 /// One BTF candidates come from: vmlinux (or a file), or a module's split BTF.
 #[derive(Debug)]
 pub struct TargetPart {
-    pub btf: Btf,
-    pub index: NameIndex,
+    pub types: TargetTypes,
     /// `None` for vmlinux / a file; the module name otherwise.
     pub module: Option<String>,
+}
+
+impl TargetPart {
+    /// The part's types (a module's include vmlinux's, under their own ids).
+    pub fn btf(&self) -> &dyn BtfView {
+        match &self.types {
+            TargetTypes::Lazy(l) => l.as_ref(),
+            TargetTypes::Parsed { btf, .. } => btf,
+        }
+    }
+
+    /// Ids of this part's own types (not a module's base) with essential name `essential`.
+    fn ids(&self, essential: &str) -> Vec<u32> {
+        match &self.types {
+            TargetTypes::Lazy(l) => l.ids_named(essential),
+            TargetTypes::Parsed { btf, index } => index.ids(btf, essential),
+        }
+    }
+
+    fn find(&self, name: &str, kind: BtfKind) -> Option<u32> {
+        match &self.types {
+            TargetTypes::Lazy(l) => l.find(name, kind),
+            TargetTypes::Parsed { btf, index } => index.find(btf, name, kind),
+        }
+    }
 }
 
 /// A candidate target type.
@@ -61,8 +96,8 @@ pub struct Cand {
 }
 
 impl Cand {
-    pub fn btf(&self) -> &Btf {
-        &self.part.btf
+    pub fn btf(&self) -> &dyn BtfView {
+        self.part.btf()
     }
 }
 
@@ -91,23 +126,33 @@ fn read(path: &Path) -> Result<Vec<u8>, CoreError> {
 }
 
 impl TargetBtf {
-    /// Parses raw BTF bytes (tests, and files).
+    /// Opens raw BTF bytes (tests, and files) as a lazy view.
     pub fn from_bytes(origin: &str, data: &[u8]) -> Result<TargetBtf, CoreError> {
-        let btf = Btf::parse(data).map_err(|err| CoreError::TargetParse {
+        TargetBtf::from_lazy(origin, Bytes::Owned(data.to_vec()))
+    }
+
+    fn from_lazy(origin: &str, bytes: Bytes) -> Result<TargetBtf, CoreError> {
+        let btf = LazyBtf::new(bytes).map_err(|err| CoreError::TargetParse {
             path: origin.to_string(),
             err,
         })?;
-        Ok(TargetBtf::from_btf(origin, btf))
+        Ok(TargetBtf::from_part(
+            origin,
+            TargetTypes::Lazy(Arc::new(btf)),
+        ))
     }
 
     /// Wraps an already parsed BTF.
     pub fn from_btf(origin: &str, btf: Btf) -> TargetBtf {
         let index = NameIndex::build(&btf);
+        TargetBtf::from_part(origin, TargetTypes::Parsed { btf, index })
+    }
+
+    fn from_part(origin: &str, types: TargetTypes) -> TargetBtf {
         TargetBtf {
             origin: origin.to_string(),
             base: Arc::new(TargetPart {
-                btf,
-                index,
+                types,
                 module: None,
             }),
             modules_dir: None,
@@ -115,22 +160,31 @@ impl TargetBtf {
         }
     }
 
-    /// The target for `source`. The kernel's is parsed once per process and shared.
+    /// The target for `source`. The kernel's is opened once per process and shared: mapped
+    /// read-only where the kernel allows it (6.16+), else copied from the kernel's BTF object,
+    /// else read (`core::kernel_btf`).
     /// `Ok(None)` for [`BtfSource::None`].
     pub fn load(source: &BtfSource) -> Result<Option<Arc<TargetBtf>>, CoreError> {
         match source {
             BtfSource::None => Ok(None),
-            BtfSource::File(p) => Ok(Some(Arc::new(TargetBtf::from_bytes(
+            BtfSource::File(p) => Ok(Some(Arc::new(TargetBtf::from_lazy(
                 &p.display().to_string(),
-                &read(p)?,
+                Bytes::Owned(read(p)?),
             )?))),
             BtfSource::Kernel => {
                 static KERNEL: OnceLock<Result<Arc<TargetBtf>, String>> = OnceLock::new();
                 let r = KERNEL.get_or_init(|| {
                     let path = Path::new(VMLINUX_BTF);
-                    let mut t = read(path)
-                        .and_then(|d| TargetBtf::from_bytes(VMLINUX_BTF, &d))
+                    // Mapped (6.16+), else copied from the kernel's BTF object (5.11+), else
+                    // read (see `core::kernel_btf`).
+                    let bytes = super::kernel_btf::kernel_btf_bytes(path)
+                        .map_err(|err| CoreError::TargetRead {
+                            path: VMLINUX_BTF.to_string(),
+                            err,
+                        })
                         .map_err(|e| e.to_string())?;
+                    let mut t =
+                        TargetBtf::from_lazy(VMLINUX_BTF, bytes).map_err(|e| e.to_string())?;
                     t.modules_dir = path.parent().map(Path::to_path_buf);
                     Ok(Arc::new(t))
                 });
@@ -146,10 +200,9 @@ impl TargetBtf {
     /// from vmlinux first; module BTF is consulted only when vmlinux has none (as libbpf does).
     pub fn candidates(&self, essential: &str, kind: BtfKind) -> Vec<Cand> {
         let from = |part: &Arc<TargetPart>| -> Vec<Cand> {
-            part.index
-                .ids(&part.btf, essential)
+            part.ids(essential)
                 .into_iter()
-                .filter(|&id| kinds_core_compat(part.btf.kind_of(id).ok(), kind))
+                .filter(|&id| kinds_core_compat(part.btf().kind_of(id).ok(), kind))
                 .map(|id| Cand {
                     part: part.clone(),
                     id,
@@ -170,7 +223,7 @@ impl TargetBtf {
     /// Module BTFs whose string section mentions `essential` (a cheap byte search before the
     /// split parse), parsed once each.
     fn modules_with(&self, essential: &str) -> Vec<Arc<TargetPart>> {
-        let Some(dir) = &self.modules_dir else {
+        let (Some(dir), TargetTypes::Lazy(base)) = (&self.modules_dir, &self.base.types) else {
             return Vec::new();
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -189,10 +242,7 @@ impl TargetBtf {
         };
         for name in names {
             if let Some(done) = cache.get(&name) {
-                if let Some(p) = done
-                    .clone()
-                    .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
-                {
+                if let Some(p) = done.clone().filter(|p| !p.ids(essential).is_empty()) {
                     out.push(p);
                 }
                 continue;
@@ -203,18 +253,15 @@ impl TargetBtf {
             if !contains(&data, &needle) {
                 continue;
             }
-            let part = Btf::parse_split(&data, &self.base.btf).ok().map(|btf| {
-                let index = NameIndex::build_from(&btf, self.base.btf.types_len());
-                Arc::new(TargetPart {
-                    btf,
-                    index,
-                    module: Some(name.clone()),
-                })
-            });
-            if let Some(p) = part
-                .clone()
-                .filter(|p| !p.index.ids(&p.btf, essential).is_empty())
-            {
+            let part = LazyBtf::new_split(Bytes::Owned(data), base.clone())
+                .ok()
+                .map(|btf| {
+                    Arc::new(TargetPart {
+                        types: TargetTypes::Lazy(Arc::new(btf)),
+                        module: Some(name.clone()),
+                    })
+                });
+            if let Some(p) = part.clone().filter(|p| !p.ids(essential).is_empty()) {
                 out.push(p);
             }
             cache.insert(name, part);
@@ -249,7 +296,7 @@ impl TargetBtf {
 
     /// The first type named exactly `name` of kind `kind` in vmlinux (attach targets).
     pub fn find(&self, name: &str, kind: BtfKind) -> Option<u32> {
-        self.base.index.find(&self.base.btf, name, kind)
+        self.base.find(name, kind)
     }
 }
 

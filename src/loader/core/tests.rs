@@ -498,3 +498,57 @@ fn random_hostile_records_never_panic_and_stay_bounded() {
     // No timing assertion: the loop finishing at all is the bound. Print for the curious.
     eprintln!("5000 hostile records in {:?}", start.elapsed());
 }
+
+/// The target BTF is read lazily: a corrupt record in it (a hostile `--btf FILE`) is an error
+/// naming the candidate when a relocation reaches it, not a silent non-match or a panic.
+#[test]
+fn corrupt_target_btf_is_an_error_naming_the_candidate() {
+    let (mut l, s, _) = basic();
+    let r = l.relo(0, s, "0:1", 0);
+    // Kernel `struct s` whose member name points past the string section.
+    let mut k = B::new();
+    let ki = k.int("int", 4, true);
+    let n = k.0.add_string("s");
+    k.0.add_type(BtfType::Struct {
+        name_off: n,
+        size: 8,
+        members: vec![Member {
+            name_off: 99_999,
+            type_id: ki,
+            offset_bits: 0,
+            bitfield_size: 0,
+        }],
+    });
+    let t = target(k);
+    let err = run(&l, &mut [ldx(0, 4)], &[r], &t).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("candidate [2]") && msg.contains("malformed") && msg.contains("99999"),
+        "{msg}"
+    );
+    // A member whose type reference cycles through typedefs: an error, not a miss.
+    let mut k = B::new();
+    let t1 = k.0.add_string("t1");
+    let t2 = k.0.add_string("t2");
+    k.0.add_type(BtfType::Typedef {
+        name_off: t1,
+        type_id: 2,
+    }); // [1] -> [2]
+    k.0.add_type(BtfType::Typedef {
+        name_off: t2,
+        type_id: 1,
+    }); // [2] -> [1]
+    k.strukt("s", 8, &[("a", 1, 0, 0)]);
+    let mut l2 = B::new();
+    let li = l2.int("int", 4, true);
+    let inner = l2.strukt("in", 4, &[("x", li, 0, 0)]);
+    let ls = l2.strukt("s", 8, &[("a", inner, 0, 0)]);
+    let r = l2.relo(0, ls, "0:0:0", 0);
+    let t = target(k);
+    let out = run(&l2, &mut [ldx(0, 0)], &[r], &t);
+    match out {
+        Err(e) => assert!(e.to_string().contains("malformed"), "{e}"),
+        // fields_compat sees the cycle as an incompatible member: poisoned, with a reason.
+        Ok(o) => assert!(o[0].poisoned && o[0].why.is_some(), "{o:?}"),
+    }
+}
