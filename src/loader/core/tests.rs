@@ -498,3 +498,6 @@ fn random_hostile_records_never_panic_and_stay_bounded() {
     // No timing assertion: the loop finishing at all is the bound. Print for the curious.
     eprintln!("5000 hostile records in {:?}", start.elapsed());
 }
+
+/// Cases where compare/core-diff found us disagreeing with libbpf, pinned.
+mod libbpf_parity;
