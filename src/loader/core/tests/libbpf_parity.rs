@@ -86,3 +86,43 @@ fn type_matches_member_names_are_essential_names() {
     run(&l, &mut insns, &relos, &t).unwrap();
     assert_eq!(insns[0].imm, 0);
 }
+
+/// A 32-bit enumerator's value is sign-extended, as libbpf reads `__s32 btf_enum.val`, even
+/// when the enum is not flagged signed (5.10's BTF: `perf_callchain_context` is a 4-byte ENUM
+/// with PERF_CONTEXT_USER = -512 stored as 0xfffffe00 and no kflag; libbpf patched the ld_imm64
+/// to 0xfffffffffffffe00, we to 0xfffffe00).
+#[test]
+fn enum_value_32bit_is_sign_extended() {
+    let mut l = B::new();
+    let e = l.enm("ctx", &[("USER", -512)]);
+    let mut k = B::new();
+    // BtfType::Enum with signed: false keeps the raw u32, as the parser does without kflag.
+    let n = k.0.add_string("ctx");
+    let v = k.0.add_string("USER");
+    k.0.add_type(BtfType::Enum {
+        name_off: n,
+        size: 4,
+        signed: false,
+        values: vec![EnumValue {
+            name_off: v,
+            value: 0xffff_fe00,
+        }],
+    });
+    let t = target(k);
+    let relos = [l.relo(0, e, "0", 11)];
+    let mut insns = vec![
+        Insn {
+            code: crate::loader::OP_LD_IMM64,
+            regs: 0x01,
+            off: 0,
+            imm: -512,
+        },
+        Insn {
+            imm: -1,
+            ..Insn::default()
+        },
+    ];
+    let out = run(&l, &mut insns, &relos, &t).unwrap();
+    assert_eq!(out[0].new, 0xffff_ffff_ffff_fe00);
+    assert_eq!((insns[0].imm, insns[1].imm), (-512, -1));
+}
