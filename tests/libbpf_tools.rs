@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rawsnoop::loader::btf::{Btf, BtfKind, BtfType};
-use rawsnoop::loader::core::{relocate_each, BtfSource, CoreKind, TargetBtf};
+use rawsnoop::loader::core::{relocate_each, BtfSource, CoreError, CoreKind, TargetBtf};
 use rawsnoop::loader::load::{LoadError, LoadOptions, Object};
 use rawsnoop::loader::ObjectSpec;
 use rawsnoop::sys::uapi::{BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_RINGBUF};
@@ -295,7 +295,18 @@ fn check(
                 t.loaded_names.push(format!("{name}/{}", p.name));
             }
             Err(e) => {
-                let core = matches!(e, LoadError::Core(_) | LoadError::CoreUnresolved { .. });
+                // Relocation failures; a tp_btf whose tracepoint this kernel lacks
+                // (NoAttachTarget) or a missing ksym is an attach point, not a relocation.
+                let core = matches!(
+                    e,
+                    LoadError::Core(
+                        CoreError::Relo { .. }
+                            | CoreError::NoTarget { .. }
+                            | CoreError::Target(_)
+                            | CoreError::TargetParse { .. }
+                            | CoreError::TargetRead { .. }
+                    ) | LoadError::CoreUnresolved { .. }
+                );
                 let msg = e.to_string();
                 let first = msg
                     .lines()
