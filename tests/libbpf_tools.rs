@@ -308,13 +308,20 @@ fn check(
                     ) | LoadError::CoreUnresolved { .. }
                 );
                 let msg = e.to_string();
-                let first = msg
+                let mut first = msg
                     .lines()
                     .next()
                     .unwrap_or("")
                     .chars()
                     .take(300)
                     .collect::<String>();
+                if let LoadError::Verifier { log_tail, .. } = &e {
+                    // The verifier's reason: the last lines of its log.
+                    let tail: Vec<&str> =
+                        log_tail.lines().filter(|l| !l.trim().is_empty()).collect();
+                    let n = tail.len();
+                    first.push_str(&format!(" {}", tail[n.saturating_sub(2)..].join(" | ")));
+                }
                 if core && !expected_poison.iter().any(|f| msg.contains(f.as_str())) {
                     bugs.push(format!(
                         "{name}: program {}: CO-RE failure: {first}",
