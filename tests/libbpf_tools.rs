@@ -317,10 +317,15 @@ fn check(
                     .collect::<String>();
                 if let LoadError::Verifier { log_tail, .. } = &e {
                     // The verifier's reason: the last lines of its log.
-                    let tail: Vec<&str> =
-                        log_tail.lines().filter(|l| !l.trim().is_empty()).collect();
+                    let tail: Vec<&str> = log_tail
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| {
+                            !l.is_empty() && !l.starts_with("processed ") && !l.starts_with('(')
+                        })
+                        .collect();
                     let n = tail.len();
-                    first.push_str(&format!(" {}", tail[n.saturating_sub(2)..].join(" | ")));
+                    first.push_str(&format!(" {}", tail[n.saturating_sub(3)..].join(" | ")));
                 }
                 if core && !expected_poison.iter().any(|f| msg.contains(f.as_str())) {
                     bugs.push(format!(
