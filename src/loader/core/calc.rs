@@ -75,11 +75,20 @@ pub fn value(
             (_, None) => Ok(None),
             (_, Some(spec)) => {
                 let acc = spec.spec.first().ok_or("empty enum spec")?;
-                let v = skip_mods(btf, acc.type_id)
-                    .and_then(|(_, t)| enum_values(&t)?.get(acc.idx as usize).cloned())
+                let (_, t) = skip_mods(btf, acc.type_id).ok_or("enumerator vanished")?;
+                let v = enum_values(&t)
+                    .and_then(|v| v.get(acc.idx as usize).cloned())
                     .ok_or("enumerator vanished")?;
+                // A 32-bit enumerator is `__s32 val` in struct btf_enum, and libbpf
+                // (bpf_core_calc_enumval_relo) sign-extends it into the 64-bit value whatever the
+                // enum's signedness flag says (BTF from older pahole has no flag: -512 is stored
+                // as 0xfffffe00). ENUM64 values are taken as they are.
+                let val = match &*t {
+                    crate::loader::btf::BtfType::Enum { .. } => v.value as i32 as i64 as u64,
+                    _ => v.value as u64,
+                };
                 Ok(Some(Value {
-                    val: v.value as u64,
+                    val,
                     ..Value::default()
                 }))
             }

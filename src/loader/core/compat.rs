@@ -130,14 +130,38 @@ fn types_compat_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, de
     }
 }
 
-/// `bpf_core_type_matches()`: stricter than compat. Composites: every local member exists by name in
-/// the target with a matching type; enums: every local enumerator exists; ints: same size and
-/// signedness; pointers: pointees match (by name for named pointees).
+/// `bpf_core_type_matches()` (libbpf relo_core.c `__bpf_core_types_match`): stricter than
+/// compat. Names match by essential name (an anonymous target only matches an anonymous local);
+/// composites: every local member has a target member of the same essential name whose type
+/// matches (bitfield widths are not compared); enums: same size, every local enumerator exists
+/// by essential name (enum and enum64 match each other); ints: same size and signedness; arrays:
+/// same length, elements match; pointers: pointees match, where a struct or union behind a
+/// pointer only needs the same kind (or a forward declaration of that kind); forward
+/// declarations: same kind and flavour; function prototypes: same arity, all types match.
+/// Anything else (floats included) never matches, as in libbpf.
 pub fn types_match(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32) -> bool {
-    types_match_depth(lb, lid, tb, tid, 0)
+    types_match_depth(lb, lid, tb, tid, false, 0)
 }
 
-fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, depth: u32) -> bool {
+/// libbpf's `bpf_core_names_match`: essential names equal; an anonymous target matches only an
+/// anonymous local.
+fn core_names_match(lb: &dyn BtfView, loff: u32, tb: &dyn BtfView, toff: u32) -> bool {
+    let l = lb.string_at(loff).unwrap_or("");
+    let t = tb.string_at(toff).unwrap_or("");
+    if t.is_empty() {
+        return l.is_empty();
+    }
+    essential_name(l) == essential_name(t)
+}
+
+fn types_match_depth(
+    lb: &dyn BtfView,
+    lid: u32,
+    tb: &dyn BtfView,
+    tid: u32,
+    behind_ptr: bool,
+    depth: u32,
+) -> bool {
     if depth > MAX_RESOLVE_DEPTH {
         return false;
     }
@@ -150,35 +174,47 @@ fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, dep
     let (Ok(lt), Ok(tt)) = (lb.type_at(lr), tb.type_at(tr)) else {
         return false;
     };
-    if !names_match(lb, lt.name_off(), tb, tt.name_off()) {
+    if !core_names_match(lb, lt.name_off(), tb, tt.name_off()) {
         return false;
     }
-    let (lk, tk) = (lt.kind(), tt.kind());
-    if lk == BtfKind::Fwd || tk == BtfKind::Fwd {
-        // A forward declaration matches a composite of the same flavour.
-        return lk == tk || is_composite(lk) || is_composite(tk);
-    }
-    if !kinds_equal(lk, tk) {
-        return false;
-    }
-    if let (Some(lv), Some(tv)) = (enum_values(&lt), enum_values(&tt)) {
-        return lv.iter().all(|l| {
-            let ln = essential_name(lb.string_at(l.name_off).unwrap_or(""));
-            tv.iter()
-                .any(|t| essential_name(tb.string_at(t.name_off).unwrap_or("")) == ln)
-        });
-    }
-    if let (Some(lm), Some(tm)) = (members(&lt), members(&tt)) {
-        return lm.iter().all(|l| {
-            let ln = lb.string_at(l.name_off).unwrap_or("");
-            tm.iter().any(|t| {
-                tb.string_at(t.name_off).unwrap_or("") == ln
-                    && l.bitfield_size == t.bitfield_size
-                    && types_match_depth(lb, l.type_id, tb, t.type_id, depth + 1)
-            })
-        });
-    }
-    match (lt.as_ref(), tt.as_ref()) {
+    let next = |l: u32, t: u32, behind: bool| types_match_depth(lb, l, tb, t, behind, depth + 1);
+    let (lt, tt) = (lt.as_ref(), tt.as_ref());
+    match (lt, tt) {
+        (BtfType::Fwd { is_union: lf, .. }, _) => match tt {
+            BtfType::Fwd { is_union: tf, .. } => lf == tf,
+            BtfType::Struct { .. } => behind_ptr && !lf,
+            BtfType::Union { .. } => behind_ptr && *lf,
+            _ => false,
+        },
+        (BtfType::Enum { .. } | BtfType::Enum64 { .. }, _) => {
+            let (Some(lv), Some(tv)) = (enum_values(lt), enum_values(tt)) else {
+                return false;
+            };
+            enum_size(lt) == enum_size(tt)
+                && lv.len() <= tv.len()
+                && lv.iter().all(|l| {
+                    tv.iter()
+                        .any(|t| core_names_match(lb, l.name_off, tb, t.name_off))
+                })
+        }
+        (BtfType::Struct { .. } | BtfType::Union { .. }, _) => {
+            let (lk, tk) = (lt.kind(), tt.kind());
+            if behind_ptr {
+                return lk == tk
+                    || matches!(tt, BtfType::Fwd { is_union, .. } if *is_union == (lk == BtfKind::Union));
+            }
+            let (Some(lm), Some(tm)) = (members(lt), members(tt)) else {
+                return false;
+            };
+            lk == tk
+                && lm.len() <= tm.len()
+                && lm.iter().all(|l| {
+                    tm.iter().any(|t| {
+                        core_names_match(lb, l.name_off, tb, t.name_off)
+                            && next(l.type_id, t.type_id, behind_ptr)
+                    })
+                })
+        }
         (
             BtfType::Int {
                 size: ls,
@@ -191,18 +227,7 @@ fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, dep
                 ..
             },
         ) => ls == ts && (le & 1) == (te & 1),
-        (BtfType::Float { size: ls, .. }, BtfType::Float { size: ts, .. }) => ls == ts,
-        (BtfType::Ptr { type_id: l }, BtfType::Ptr { type_id: t }) => {
-            // Pointees only need the same name and kind (no deep walk through kernel graphs).
-            match (skip_mods(lb, *l), skip_mods(tb, *t)) {
-                (None, None) => true,
-                (Some((_, a)), Some((_, b))) => {
-                    kinds_equal(a.kind(), b.kind())
-                        && names_match(lb, a.name_off(), tb, b.name_off())
-                }
-                _ => false,
-            }
-        }
+        (BtfType::Ptr { type_id: l }, BtfType::Ptr { type_id: t }) => next(*l, *t, true),
         (
             BtfType::Array {
                 elem_type: le,
@@ -214,7 +239,7 @@ fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, dep
                 nelems: tn,
                 ..
             },
-        ) => ln == tn && types_match_depth(lb, *le, tb, *te, depth + 1),
+        ) => ln == tn && next(*le, *te, behind_ptr),
         (
             BtfType::FuncProto {
                 ret: lr,
@@ -229,9 +254,16 @@ fn types_match_depth(lb: &dyn BtfView, lid: u32, tb: &dyn BtfView, tid: u32, dep
                 && lp
                     .iter()
                     .zip(tp)
-                    .all(|(l, t)| types_match_depth(lb, l.type_id, tb, t.type_id, depth + 1))
-                && types_match_depth(lb, *lr, tb, *tr, depth + 1)
+                    .all(|(l, t)| next(l.type_id, t.type_id, behind_ptr))
+                && next(*lr, *tr, behind_ptr)
         }
         _ => false,
+    }
+}
+
+fn enum_size(t: &BtfType) -> Option<u32> {
+    match t {
+        BtfType::Enum { size, .. } | BtfType::Enum64 { size, .. } => Some(*size),
+        _ => None,
     }
 }

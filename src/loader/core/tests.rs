@@ -552,3 +552,6 @@ fn corrupt_target_btf_is_an_error_naming_the_candidate() {
         Ok(o) => assert!(o[0].poisoned && o[0].why.is_some(), "{o:?}"),
     }
 }
+
+/// Cases where compare/core-diff found us disagreeing with libbpf, pinned.
+mod libbpf_parity;
