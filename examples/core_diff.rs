@@ -1,6 +1,6 @@
 //! Our side of `compare/core-diff/run`: every CO-RE relocation of an object, relocated by
 //! rawsnoop's loader exactly as a load would (the linked programs of `ObjectSpec::parse`,
-//! `core::relocate_each` against the target BTF), one JSON line per relocation, keyed the way
+//! `core::relocate_copy` against the target BTF), one JSON line per relocation, keyed the way
 //! libbpf numbers them: the ELF section and the instruction's index in that section (found from
 //! the program's func_info and the function's symbol), so the two sides can be compared.
 //! A `.text` subprogram linked into several programs is reported once per program; the script
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use object::{Object, ObjectSection, ObjectSymbol};
 use rawsnoop::inspect::format_insn;
-use rawsnoop::loader::core::{relocate_each, BtfSource, TargetBtf};
+use rawsnoop::loader::core::{relocate_copy, BtfSource, TargetBtf};
 use rawsnoop::loader::{Insn, ObjectSpec};
 use serde_json::json;
 
@@ -66,15 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", json!({ "program": p.name, "linked": linked }));
     }
     for p in spec.programs.iter().filter(|p| !p.core_relos.is_empty()) {
-        let mut code = p.insns.clone();
-        let results = relocate_each(
-            &p.name,
-            &mut code,
-            &p.core_relos,
-            local,
-            &p.line_info,
-            target.as_deref(),
-        );
+        let (_, results) = relocate_copy(p, local, target.as_deref());
         for (r, res) in p.core_relos.iter().zip(results) {
             let at = r.insn_off as usize;
             // The function this instruction belongs to: the last func_info at or before it.

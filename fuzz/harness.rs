@@ -188,7 +188,7 @@ pub fn parse_btf(data: &[u8]) -> Outcome {
 /// the object's own BTF as the target (so the fuzzer's records meet real type graphs), and
 /// `inspect --core`'s text. Each failing record must give one clear error; nothing may panic.
 pub fn core_relo(data: &[u8]) -> Outcome {
-    use rawsnoop::loader::core::{relocate_each, TargetBtf};
+    use rawsnoop::loader::core::{relocate_copy, TargetBtf};
     let spec = match ObjectSpec::parse(data) {
         Ok(s) => s,
         Err(e) => {
@@ -204,15 +204,7 @@ pub fn core_relo(data: &[u8]) -> Outcome {
     // The same BTF through the lazy view the kernel's BTF is read with: same outcome per record.
     let lazy = TargetBtf::from_bytes("fuzz-target", &local.to_bytes()).ok();
     for p in &spec.programs {
-        let mut insns = p.insns.clone();
-        let eager: Vec<_> = relocate_each(
-            &p.name,
-            &mut insns,
-            &p.core_relos,
-            local,
-            &p.line_info,
-            Some(&target),
-        );
+        let (insns, eager) = relocate_copy(p, local, Some(&target));
         for r in &eager {
             if let Err(e) = r {
                 check_message("CO-RE relocation", &e.to_string());
@@ -224,15 +216,7 @@ pub fn core_relo(data: &[u8]) -> Outcome {
             "relocation changed the program length"
         );
         if let Some(lazy) = &lazy {
-            let mut lazy_insns = p.insns.clone();
-            let other = relocate_each(
-                &p.name,
-                &mut lazy_insns,
-                &p.core_relos,
-                local,
-                &p.line_info,
-                Some(lazy),
-            );
+            let (lazy_insns, other) = relocate_copy(p, local, Some(lazy));
             assert!(
                 lazy_insns == insns,
                 "lazy and eager targets patch differently"

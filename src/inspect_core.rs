@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::escape::escape_str;
 use crate::inspect::format_insn;
-use crate::loader::core::{relocate_each, BtfSource, Outcome, TargetBtf};
+use crate::loader::core::{relocate_copy, BtfSource, Outcome, TargetBtf};
 use crate::loader::ObjectSpec;
 
 fn insns(v: &[crate::loader::Insn]) -> String {
@@ -123,15 +123,7 @@ pub fn describe_core(name: &str, spec: &ObjectSpec, source: &BtfSource) -> Strin
                 }
             }
         }
-        let mut code = p.insns.clone();
-        let results = relocate_each(
-            &p.name,
-            &mut code,
-            &p.core_relos,
-            local,
-            &p.line_info,
-            own.as_deref().or(target.as_deref()),
-        );
+        let (_, results) = relocate_copy(p, local, own.as_deref().or(target.as_deref()));
         for (i, r) in results.iter().enumerate() {
             match r {
                 Ok(o) => write_outcome(&mut out, o),

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rawsnoop::loader::btf::{Btf, BtfKind, BtfType};
-use rawsnoop::loader::core::{relocate_each, BtfSource, CoreError, CoreKind, TargetBtf};
+use rawsnoop::loader::core::{relocate_copy, BtfSource, CoreError, CoreKind, TargetBtf};
 use rawsnoop::loader::load::{LoadError, LoadOptions, Object};
 use rawsnoop::loader::ObjectSpec;
 use rawsnoop::sys::uapi::{BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_RINGBUF};
@@ -211,15 +211,7 @@ fn check(
     // (type, access) of relocations poisoned because the field is missing here.
     let mut expected_poison = Vec::new();
     for p in &spec.programs {
-        let mut code = p.insns.clone();
-        let results = relocate_each(
-            &p.name,
-            &mut code,
-            &p.core_relos,
-            local,
-            &p.line_info,
-            Some(target),
-        );
+        let (_, results) = relocate_copy(p, local, Some(target));
         for (r, res) in p.core_relos.iter().zip(results) {
             t.relos += 1;
             let o = match res {

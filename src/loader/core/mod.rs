@@ -24,7 +24,7 @@ pub mod tracefs;
 mod tests;
 
 use crate::loader::btf::{Btf, CoreRelo, LineInfo};
-use crate::loader::spec::Insn;
+use crate::loader::spec::{Insn, ProgramSpec};
 
 pub use calc::{Resolution, Value, POISON_HELPER};
 pub use kind::CoreKind;
@@ -159,6 +159,26 @@ pub fn relocate_each(
         .enumerate()
         .map(|(i, r)| relocate_one(program, insns, i, r, local, lines, target))
         .collect()
+}
+
+/// [`relocate_each`] on a copy of one program's instructions: the patched copy and one result
+/// per CO-RE record, the program itself untouched (what `inspect --core`, the comparison with
+/// libbpf and the tests look at).
+pub fn relocate_copy(
+    p: &ProgramSpec,
+    local: &Btf,
+    target: Option<&TargetBtf>,
+) -> (Vec<Insn>, Vec<Result<Outcome, CoreError>>) {
+    let mut code = p.insns.clone();
+    let results = relocate_each(
+        &p.name,
+        &mut code,
+        &p.core_relos,
+        local,
+        &p.line_info,
+        target,
+    );
+    (code, results)
 }
 
 fn relocate_one(
