@@ -59,7 +59,8 @@ const MAY_POISON: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Programs of the committed fixtures that must load on every kernel of the matrix.
+/// Programs of the committed fixtures that must load on every kernel of the matrix (unless the
+/// kernel lacks a field they read: see below).
 const MUST_LOAD: &[(&str, &str)] = &[
     ("exitsnoop", "sched_process_exit"),
     ("tcpstates", "handle_set_state"),
@@ -453,6 +454,16 @@ fn libbpf_tools_objects_relocate_like_libbpf_and_load() {
         let id = format!("{obj}/{prog}");
         if !t.loaded_names.contains(&id) {
             let why = t.failures.iter().find(|(_, v)| v.contains(&id));
+            // A kernel built without what the program reads (a minimal `vm/run --source`
+            // kernel has no IPv6): its poisoned relocation was established above from the
+            // kernel's types, and libbpf cannot load it either.
+            if why.is_some_and(|(w, _)| w.starts_with("CO-RE (libbpf too)")) {
+                println!(
+                    "{id}: not loadable on this kernel: {}",
+                    why.map_or("", |(w, _)| w.as_str())
+                );
+                continue;
+            }
             bugs.push(format!(
                 "{id} must load on every kernel: {}",
                 why.map_or("no such program", |(w, _)| w.as_str())
