@@ -46,6 +46,25 @@ impl B {
         })
     }
     fn enm(&mut self, name: &str, vals: &[(&str, i64)]) -> u32 {
+        let (name_off, values) = self.enum_parts(name, vals);
+        self.0.add_type(BtfType::Enum {
+            name_off,
+            size: 4,
+            signed: false,
+            values,
+        })
+    }
+    /// An 8-byte unsigned ENUM64.
+    fn enm64(&mut self, name: &str, vals: &[(&str, i64)]) -> u32 {
+        let (name_off, values) = self.enum_parts(name, vals);
+        self.0.add_type(BtfType::Enum64 {
+            name_off,
+            size: 8,
+            signed: false,
+            values,
+        })
+    }
+    fn enum_parts(&mut self, name: &str, vals: &[(&str, i64)]) -> (u32, Vec<EnumValue>) {
         let n = self.0.add_string(name);
         let values = vals
             .iter()
@@ -54,12 +73,7 @@ impl B {
                 value: v,
             })
             .collect();
-        self.0.add_type(BtfType::Enum {
-            name_off: n,
-            size: 4,
-            signed: false,
-            values,
-        })
+        (n, values)
     }
     fn relo(&mut self, insn: u32, type_id: u32, access: &str, kind: u32) -> CoreRelo {
         CoreRelo {
@@ -254,17 +268,7 @@ fn enum_value_in_ld_imm64() {
     let mut l = B::new();
     let e = l.enm("state", &[("BIG", 5)]);
     let mut k = B::new();
-    let n = k.0.add_string("state");
-    let v = k.0.add_string("BIG");
-    k.0.add_type(BtfType::Enum64 {
-        name_off: n,
-        size: 8,
-        signed: false,
-        values: vec![EnumValue {
-            name_off: v,
-            value: 0x1_0000_0002,
-        }],
-    });
+    k.enm64("state", &[("BIG", 0x1_0000_0002)]);
     let t = target(k);
     let r = l.relo(0, e, "0", 11);
     let mut insns = vec![

@@ -12,17 +12,7 @@ fn type_matches_enum_sizes_must_be_equal() {
     let mut l = B::new();
     let e = l.enm("ctx___f", &[("USER___f", 1)]);
     let mut k = B::new();
-    let n = k.0.add_string("ctx");
-    let v = k.0.add_string("USER");
-    k.0.add_type(BtfType::Enum64 {
-        name_off: n,
-        size: 8,
-        signed: false,
-        values: vec![EnumValue {
-            name_off: v,
-            value: -512,
-        }],
-    });
+    k.enm64("ctx", &[("USER", -512)]);
     let t = target(k);
     let relos = [l.relo(0, e, "0", 8), l.relo(1, e, "0", 12)];
     let mut insns = vec![mov(1), mov(1)];
