@@ -442,19 +442,7 @@ impl BtfView for LazyBtf {
             };
         };
         let strings = self.bytes.get(self.strings.clone()).unwrap_or(&[]);
-        let rest = strings
-            .get(local as usize..)
-            .filter(|r| !r.is_empty())
-            .ok_or(BtfError::StringOutOfRange {
-                off,
-                len: self.str_len(),
-                referrer: None,
-            })?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(BtfError::StringNotTerminated { off })?;
-        std::str::from_utf8(&rest[..end]).map_err(|_| BtfError::StringNotUtf8 { off })
+        super::c_str_at(strings, local as usize, off, self.str_len())
     }
 }
 

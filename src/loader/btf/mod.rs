@@ -176,20 +176,7 @@ impl Btf {
         if off == 0 && self.strings.is_empty() {
             return Ok("");
         }
-        let rest = self
-            .strings
-            .get(off as usize..)
-            .filter(|r| !r.is_empty())
-            .ok_or(BtfError::StringOutOfRange {
-                off,
-                len,
-                referrer: None,
-            })?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(BtfError::StringNotTerminated { off })?;
-        std::str::from_utf8(&rest[..end]).map_err(|_| BtfError::StringNotUtf8 { off })
+        c_str_at(&self.strings, off as usize, off, len)
     }
 
     /// The name of type `id` ("" for anonymous types, for kinds without names and for void).
@@ -243,4 +230,22 @@ impl Btf {
     pub fn to_bytes(&self) -> Vec<u8> {
         encode::encode(&self.types, &self.strings, &self.tag_kflags)
     }
+}
+
+/// The NUL-terminated UTF-8 string at byte `at` of a string section (`off` and `len`, the offset
+/// as the BTF names it and the section's length, are for the error).
+pub(crate) fn c_str_at(strings: &[u8], at: usize, off: u32, len: u32) -> Result<&str, BtfError> {
+    let rest = strings
+        .get(at..)
+        .filter(|r| !r.is_empty())
+        .ok_or(BtfError::StringOutOfRange {
+            off,
+            len,
+            referrer: None,
+        })?;
+    let end = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(BtfError::StringNotTerminated { off })?;
+    std::str::from_utf8(&rest[..end]).map_err(|_| BtfError::StringNotUtf8 { off })
 }
