@@ -386,6 +386,13 @@ fn scan(
     Ok(Scanned { offsets, names })
 }
 
+impl LazyBtf {
+    /// The base BTF, when this is split BTF and `id` is one of the base's types.
+    fn base_of(&self, id: u32) -> Option<&LazyBtf> {
+        self.base.as_deref().filter(|_| id < self.first_id)
+    }
+}
+
 impl BtfView for LazyBtf {
     fn types_len(&self) -> u32 {
         self.first_id.saturating_add(self.offsets.len() as u32)
@@ -395,10 +402,8 @@ impl BtfView for LazyBtf {
         if id == 0 {
             return Err(BtfError::VoidHasNoType);
         }
-        if id < self.first_id {
-            if let Some(b) = &self.base {
-                return b.type_at(id);
-            }
+        if let Some(b) = self.base_of(id) {
+            return b.type_at(id);
         }
         let pos = self.offsets[self.index_of(id)?] as usize;
         let (t, _, _) = parse::parse_one(self.reader(), pos, id)?;
@@ -410,10 +415,8 @@ impl BtfView for LazyBtf {
         if id == 0 {
             return Ok(BtfKind::Void);
         }
-        if id < self.first_id {
-            if let Some(b) = &self.base {
-                return b.kind_of(id);
-            }
+        if let Some(b) = self.base_of(id) {
+            return b.kind_of(id);
         }
         let pos = self.offsets[self.index_of(id)?] as usize;
         let info = self.reader().u32_at(pos + 4).unwrap_or(0);
@@ -425,10 +428,8 @@ impl BtfView for LazyBtf {
         if id == 0 {
             return Ok("");
         }
-        if id < self.first_id {
-            if let Some(b) = &self.base {
-                return b.name_of(id);
-            }
+        if let Some(b) = self.base_of(id) {
+            return b.name_of(id);
         }
         let off = self.name_offs[self.index_of(id)?];
         self.string_at(off)

@@ -137,11 +137,12 @@ pub fn relocate_program(
     lines: &[LineInfo],
     target: Option<&TargetBtf>,
 ) -> Result<Vec<Outcome>, CoreError> {
-    let mut out = Vec::with_capacity(relos.len());
-    for (i, r) in relos.iter().enumerate() {
-        out.push(relocate_one(program, insns, i, r, local, lines, target)?);
-    }
-    Ok(out)
+    // Stops at the first failed record (collecting into a Result is lazy).
+    relos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| relocate_one(program, insns, i, r, local, lines, target))
+        .collect()
 }
 
 /// Like [`relocate_program`] but goes on after a failed record: one result per record (for
